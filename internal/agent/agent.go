@@ -1,0 +1,530 @@
+// Package agent is Berth's node agent: it realises the container groups of
+// its node on containerd and CNI, and reports what it sees. Every pass is
+// level-triggered: it compares the desired group with what runs and
+// converges, so a missed event or a restart of the agent never loses work.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/internal/agent/network"
+	"github.com/berth-dev/berth/internal/agent/runtime"
+	"github.com/berth-dev/berth/internal/types"
+)
+
+// ControlPlane is how the agent reads desired state and reports status.
+// The in-process agent gets a store-backed one; a remote agent will get one
+// that speaks to the API.
+type ControlPlane interface {
+	ListGroups(ctx context.Context) ([]types.ContainerGroup, error)
+	// GetGroup returns nil when the group does not exist.
+	GetGroup(ctx context.Context, key string) (*types.ContainerGroup, error)
+	// Changes yields the keys of groups that changed; "" asks for a full resync.
+	Changes(ctx context.Context) <-chan string
+	// GetStatus returns nil when no status was reported.
+	GetStatus(ctx context.Context, key string) (*types.GroupStatus, error)
+	PutStatus(ctx context.Context, key string, st *types.GroupStatus) error
+	// RemoveGroup deletes this incarnation of the group and its status.
+	RemoveGroup(ctx context.Context, g *types.ContainerGroup) error
+}
+
+type containerRuntime interface {
+	Pull(ctx context.Context, ref string, auth []runtime.RegistryAuth) error
+	Create(ctx context.Context, spec runtime.ContainerSpec) error
+	Start(ctx context.Context, id string) error
+	List(ctx context.Context) ([]runtime.Info, error)
+	Wait(ctx context.Context, id string) (<-chan runtime.Exit, error)
+	Remove(ctx context.Context, id string, grace time.Duration) error
+}
+
+type groupNetwork interface {
+	Setup(ctx context.Context, id string) (network.Attachment, error)
+	Teardown(ctx context.Context, id string) error
+	List() ([]string, error)
+}
+
+var (
+	_ containerRuntime = (*runtime.Runtime)(nil)
+	_ groupNetwork     = (*network.Manager)(nil)
+)
+
+// Options configure an Agent.
+type Options struct {
+	Plane   ControlPlane
+	Runtime containerRuntime
+	Network groupNetwork
+	// Dir holds per-group files (hosts, resolv.conf) and container logs.
+	Dir    string
+	Logger *slog.Logger
+	// Resync is how often every group is checked even without events.
+	Resync time.Duration
+	// StopGrace is how long a container gets between SIGTERM and SIGKILL.
+	StopGrace time.Duration
+	Workers   int
+}
+
+// Agent realises container groups on one node.
+type Agent struct {
+	opts  Options
+	log   *slog.Logger
+	queue *queue
+	now   func() time.Time
+
+	mu      sync.Mutex
+	waiting map[string]bool // container ids with an exit watcher
+}
+
+// New returns an agent; Run starts it.
+func New(opts Options) *Agent {
+	if opts.Resync == 0 {
+		opts.Resync = 10 * time.Second
+	}
+	if opts.StopGrace == 0 {
+		opts.StopGrace = 10 * time.Second
+	}
+	if opts.Workers == 0 {
+		opts.Workers = 4
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Agent{opts: opts, log: opts.Logger, queue: newQueue(), now: time.Now, waiting: map[string]bool{}}
+}
+
+// Run reconciles until ctx ends. Containers keep running when it returns:
+// the next agent adopts them.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.queue.close()
+	var wg sync.WaitGroup
+	for range a.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.work(ctx)
+		}()
+	}
+	changes := a.opts.Plane.Changes(ctx)
+	a.resync(ctx)
+	tick := time.NewTicker(a.opts.Resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.queue.close()
+			wg.Wait()
+			return nil
+		case key, ok := <-changes:
+			if !ok {
+				changes = a.opts.Plane.Changes(ctx)
+				continue
+			}
+			if key == "" {
+				a.resync(ctx)
+			} else {
+				a.queue.add(key)
+			}
+		case <-tick.C:
+			a.resync(ctx)
+		}
+	}
+}
+
+// resync queues every desired group and every group something is left of,
+// so leftovers without a desired group get collected.
+func (a *Agent) resync(ctx context.Context) {
+	groups, err := a.opts.Plane.ListGroups(ctx)
+	if err != nil {
+		a.log.Warn("list groups", "err", err)
+		return
+	}
+	live := map[string]bool{}
+	for _, g := range groups {
+		live[g.UID] = true
+		a.queue.add(g.Key())
+	}
+	infos, err := a.opts.Runtime.List(ctx)
+	if err != nil {
+		a.log.Warn("list containers", "err", err)
+		return
+	}
+	for _, info := range infos {
+		if k := info.Labels[runtime.LabelGroup]; k != "" {
+			a.queue.add(k)
+		}
+		if uid := info.Labels[runtime.LabelGroupUID]; uid != "" {
+			live[uid] = true // its netns goes when its container goes
+		}
+	}
+	// A netns or a log dir whose group is gone, and that no container uses:
+	// left by a crash between teardown steps.
+	ids, err := a.opts.Network.List()
+	if err != nil {
+		a.log.Warn("list network namespaces", "err", err)
+	}
+	for _, id := range ids {
+		if !live[id] {
+			a.log.Info("collecting network namespace without group", "uid", id)
+			if err := a.opts.Network.Teardown(ctx, id); err != nil {
+				a.log.Warn("collect network namespace", "uid", id, "err", err)
+			}
+		}
+	}
+	for _, sub := range []string{"groups", "logs"} {
+		entries, _ := os.ReadDir(filepath.Join(a.opts.Dir, sub))
+		for _, e := range entries {
+			if !live[e.Name()] {
+				_ = os.RemoveAll(filepath.Join(a.opts.Dir, sub, e.Name()))
+			}
+		}
+	}
+}
+
+func (a *Agent) work(ctx context.Context) {
+	for {
+		key, ok := a.queue.get()
+		if !ok {
+			return
+		}
+		if err := a.reconcile(ctx, key); err != nil && ctx.Err() == nil {
+			a.log.Warn("reconcile failed; retrying", "group", key, "err", err)
+			a.after(ctx, 2*time.Second, key)
+		}
+		a.queue.done(key)
+	}
+}
+
+// after queues key again once d has passed.
+func (a *Agent) after(ctx context.Context, d time.Duration, key string) {
+	time.AfterFunc(d, func() {
+		if ctx.Err() == nil {
+			a.queue.add(key)
+		}
+	})
+}
+
+// reconcile converges one group.
+func (a *Agent) reconcile(ctx context.Context, key string) error {
+	g, err := a.opts.Plane.GetGroup(ctx, key)
+	if err != nil {
+		return err
+	}
+	infos, err := a.opts.Runtime.List(ctx)
+	if err != nil {
+		return err
+	}
+	var mine []runtime.Info
+	for _, info := range infos {
+		if info.Labels[runtime.LabelGroup] == key {
+			mine = append(mine, info)
+		}
+	}
+	if g == nil || g.Deleting {
+		if err := a.teardown(ctx, mine); err != nil {
+			return err
+		}
+		if g != nil {
+			a.log.Info("group deleted", "group", key)
+			return a.opts.Plane.RemoveGroup(ctx, g)
+		}
+		return nil
+	}
+	// Containers of an older incarnation, or of an older spec, go first.
+	var stale, current []runtime.Info
+	for _, info := range mine {
+		if info.Labels[runtime.LabelGroupUID] != g.UID || info.Labels[runtime.LabelGeneration] != fmt.Sprint(g.Generation) {
+			stale = append(stale, info)
+		} else {
+			current = append(current, info)
+		}
+	}
+	if err := a.teardown(ctx, stale); err != nil {
+		return err
+	}
+	return a.ensure(ctx, g, current)
+}
+
+// teardown removes containers and, for every group incarnation they
+// belonged to, the network namespace and files.
+func (a *Agent) teardown(ctx context.Context, infos []runtime.Info) error {
+	uids := map[string]bool{}
+	var errs []error
+	for _, info := range infos {
+		uids[info.Labels[runtime.LabelGroupUID]] = true
+		if err := a.opts.Runtime.Remove(ctx, info.ID, a.opts.StopGrace); err != nil {
+			errs = append(errs, fmt.Errorf("remove container %s: %w", info.ID, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for uid := range uids {
+		if err := a.releaseGroup(ctx, uid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseGroup frees what a group incarnation holds besides containers.
+func (a *Agent) releaseGroup(ctx context.Context, uid string) error {
+	if uid == "" {
+		return nil
+	}
+	if err := a.opts.Network.Teardown(ctx, uid); err != nil {
+		return fmt.Errorf("tear down network of %s: %w", uid, err)
+	}
+	if err := os.RemoveAll(a.groupDir(uid)); err != nil {
+		return err
+	}
+	return os.RemoveAll(filepath.Join(a.opts.Dir, "logs", uid))
+}
+
+func (a *Agent) groupDir(uid string) string { return filepath.Join(a.opts.Dir, "groups", uid) }
+
+// LogPath is where a container's output goes.
+func (a *Agent) LogPath(uid, container string) string {
+	return filepath.Join(a.opts.Dir, "logs", uid, container+".log")
+}
+
+// containerID names a container in containerd: unique per group
+// incarnation and within containerd's 76-character limit.
+func containerID(uid, name string) string {
+	return uid[:12] + "-" + name
+}
+
+// ensure brings a group to its desired state and reports it.
+func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, current []runtime.Info) error {
+	key := g.Key()
+	prev, err := a.opts.Plane.GetStatus(ctx, key)
+	if err != nil {
+		return err
+	}
+	st := &types.GroupStatus{UID: g.UID, ProvisioningState: types.ProvisioningCreating}
+	if prev != nil && prev.UID == g.UID {
+		st = prev
+	}
+	if st.ObservedGeneration == g.Generation && st.ProvisioningState == types.ProvisioningFailed {
+		return nil // a failed deployment stays failed until the user changes the group
+	}
+	if st.ObservedGeneration < g.Generation {
+		st.ProvisioningState = types.ProvisioningCreating
+		st.ErrorCode, st.ErrorMessage = "", ""
+	}
+	byID := map[string]runtime.Info{}
+	for _, info := range current {
+		byID[info.ID] = info
+	}
+
+	fail := func(code, msg string) error {
+		st.ProvisioningState = types.ProvisioningFailed
+		st.ObservedGeneration = g.Generation
+		st.ErrorCode, st.ErrorMessage = code, msg
+		st.State = types.GroupFailed
+		st.Events = types.AddEvent(st.Events, a.now().UTC(), "Failed", msg, "Warning")
+		a.log.Warn("group deployment failed", "group", key, "code", code, "err", msg)
+		return a.report(ctx, key, st)
+	}
+
+	att, err := a.opts.Network.Setup(ctx, g.UID)
+	if err != nil {
+		return fail("NetworkSetupFailed", fmt.Sprintf("Setting up the network of container group '%s' failed: %v", g.Name, err))
+	}
+	st.IP = att.IP
+	if err := a.writeGroupFiles(g, att); err != nil {
+		return err
+	}
+
+	var requeue time.Duration
+	for _, c := range g.Spec.Containers {
+		cs := st.Container(c.Name)
+		if cs == nil {
+			st.Containers = append(st.Containers, types.ContainerStatus{Name: c.Name, Current: types.ContainerState{State: types.ContainerWaiting}})
+			cs = &st.Containers[len(st.Containers)-1]
+		}
+		id := containerID(g.UID, c.Name)
+		info, exists := byID[id]
+		if exists {
+			cs.Current = containerState(info)
+			restart, wait := restartDue(g.Spec.RestartPolicy, cs.Current, cs.RestartCount, a.now())
+			if !restart {
+				a.watch(ctx, key, id)
+				continue
+			}
+			if wait > 0 {
+				if requeue == 0 || wait < requeue {
+					requeue = wait
+				}
+				continue
+			}
+			if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
+				return err
+			}
+			prevState := cs.Current
+			cs.Previous = &prevState
+			cs.RestartCount++
+		}
+		if err := a.startContainer(ctx, g, &c, cs, att); err != nil {
+			var fe *failure
+			if errors.As(err, &fe) {
+				return fail(fe.code, fe.msg)
+			}
+			return err
+		}
+		a.watch(ctx, key, id)
+	}
+
+	st.State = groupState(g.Spec.RestartPolicy, st.Containers)
+	if st.ObservedGeneration < g.Generation || st.ProvisioningState != types.ProvisioningSucceeded {
+		st.ProvisioningState = types.ProvisioningSucceeded
+		st.ObservedGeneration = g.Generation
+		a.log.Info("group running", "group", key, "ip", st.IP)
+	}
+	if requeue > 0 {
+		a.after(ctx, requeue, key)
+	}
+	return a.report(ctx, key, st)
+}
+
+// failure is a deployment error the user has to fix: it fails the group
+// instead of being retried.
+type failure struct{ code, msg string }
+
+func (f *failure) Error() string { return f.code + ": " + f.msg }
+
+func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *types.Container, cs *types.ContainerStatus, att network.Attachment) error {
+	now := func() time.Time { return a.now().UTC() }
+	cs.Events = types.AddEvent(cs.Events, now(), "Pulling", fmt.Sprintf("pulling image %q", c.Image), "Normal")
+	if err := a.pull(ctx, c.Image); err != nil {
+		msg := fmt.Sprintf("The image '%s' in container group '%s' is not accessible. Please check the image and registry credential. (%v)", c.Image, g.Name, err)
+		cs.Events = types.AddEvent(cs.Events, now(), "Failed", msg, "Warning")
+		return &failure{code: "InaccessibleImage", msg: msg}
+	}
+	cs.Events = types.AddEvent(cs.Events, now(), "Pulled", fmt.Sprintf("Successfully pulled image %q", c.Image), "Normal")
+
+	id := containerID(g.UID, c.Name)
+	lim := c.Resources.Effective()
+	env := make([]string, 0, len(c.Env))
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	logPath := a.LogPath(g.UID, c.Name)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		return err
+	}
+	dir := a.groupDir(g.UID)
+	spec := runtime.ContainerSpec{
+		ID:          id,
+		Image:       c.Image,
+		Args:        c.Command,
+		Env:         env,
+		CPU:         lim.CPU,
+		MemoryBytes: int64(lim.MemoryGB * (1 << 30)),
+		NetNSPath:   att.NetNSPath,
+		Hostname:    g.Name,
+		Mounts: []runtime.Mount{
+			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
+			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
+		},
+		LogPath: logPath,
+		Labels: map[string]string{
+			runtime.LabelGroup:      g.Key(),
+			runtime.LabelGroupUID:   g.UID,
+			runtime.LabelContainer:  c.Name,
+			runtime.LabelGeneration: fmt.Sprint(g.Generation),
+		},
+		ShimGroup: g.UID,
+	}
+	if err := a.opts.Runtime.Create(ctx, spec); err != nil {
+		if errdefs.IsAlreadyExists(err) {
+			// Left by an interrupted pass: start over from a clean container.
+			if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
+				return err
+			}
+			err = a.opts.Runtime.Create(ctx, spec)
+		}
+		if err != nil {
+			return &failure{code: "ContainerCreateFailed", msg: fmt.Sprintf("Creating container '%s' in container group '%s' failed: %v", c.Name, g.Name, err)}
+		}
+	}
+	cs.Events = types.AddEvent(cs.Events, now(), "Created", "Created container", "Normal")
+	if err := a.opts.Runtime.Start(ctx, id); err != nil {
+		return &failure{code: "ContainerStartFailed", msg: fmt.Sprintf("Starting container '%s' in container group '%s' failed: %v", c.Name, g.Name, err)}
+	}
+	cs.Events = types.AddEvent(cs.Events, now(), "Started", "Started container", "Normal")
+	cs.Current = types.ContainerState{State: types.ContainerRunning, StartTime: now()}
+	return nil
+}
+
+// pull retries transient registry failures a few times; a missing image or
+// refused credentials fail at once.
+func (a *Agent) pull(ctx context.Context, image string) error {
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * time.Second):
+			}
+		}
+		err = a.opts.Runtime.Pull(ctx, image, nil)
+		if err == nil || errdefs.IsNotFound(err) || errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
+			return err
+		}
+	}
+	return err
+}
+
+// watch makes sure an exit of container id queues its group.
+func (a *Agent) watch(ctx context.Context, key, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting[id] {
+		return
+	}
+	ch, err := a.opts.Runtime.Wait(ctx, id)
+	if err != nil {
+		a.log.Warn("watch container", "container", id, "err", err)
+		return
+	}
+	a.waiting[id] = true
+	go func() {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		delete(a.waiting, id)
+		a.mu.Unlock()
+		if ctx.Err() == nil {
+			a.queue.add(key)
+		}
+	}()
+}
+
+func (a *Agent) report(ctx context.Context, key string, st *types.GroupStatus) error {
+	st.UpdatedAt = a.now().UTC()
+	for i := range st.Containers {
+		st.Containers[i].Events = lastEvents(st.Containers[i].Events)
+	}
+	st.Events = lastEvents(st.Events)
+	return a.opts.Plane.PutStatus(ctx, key, st)
+}
+
+// lastEvents keeps instance views small: the newest 50 events.
+func lastEvents(ev []types.Event) []types.Event {
+	const keep = 50
+	if len(ev) > keep {
+		return ev[len(ev)-keep:]
+	}
+	return ev
+}

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/berth-dev/berth/internal/agent/network"
+	"github.com/berth-dev/berth/internal/types"
+)
+
+// writeGroupFiles writes the /etc/hosts and /etc/resolv.conf the group's
+// containers share; containerd outside CRI writes neither.
+func (a *Agent) writeGroupFiles(g *types.ContainerGroup, att network.Attachment) error {
+	dir := a.groupDir(g.UID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n", att.IP, g.Name)
+	if err := os.WriteFile(dir+"/hosts", []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(dir+"/resolv.conf", hostResolvConf(), 0o644)
+}
+
+// hostResolvConf is the host's resolver configuration without loopback
+// name servers, which would point into the group's own namespace.
+func hostResolvConf() []byte {
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return nil
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && f[0] == "nameserver" && (strings.HasPrefix(f[1], "127.") || f[1] == "::1") {
+			continue
+		}
+		out.WriteString(sc.Text() + "\n")
+	}
+	return out.Bytes()
+}
+
+// maxLogBytes is the most a logs request returns, as ACI's 4 MB.
+const maxLogBytes = 4 << 20
+
+// ReadLog returns a container's output: the last tail lines, or all of it
+// (up to 4 MB) when tail is 0.
+func (a *Agent) ReadLog(_ context.Context, g *types.ContainerGroup, container string, tail int) (string, error) {
+	f, err := os.Open(a.LogPath(g.UID, container))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	if off := fi.Size() - maxLogBytes; off > 0 {
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return "", err
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return "", err
+	}
+	return tailLines(string(b), tail), nil
+}
+
+// tailLines returns the last n lines of s (all of s when n is 0).
+func tailLines(s string, n int) string {
+	if n <= 0 {
+		return s
+	}
+	end := len(s)
+	if strings.HasSuffix(s, "\n") {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			n--
+			if n == 0 {
+				return s[i+1:]
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,472 @@
+// Package network gives each container group its own network namespace,
+// attached to a node-local bridge with CNI (libcni and the reference
+// plugins: loopback, bridge with host-local IPAM, portmap).
+//
+// Everything needed to undo an attachment lives on disk under Options.Dir:
+// the namespace is bind-mounted on Dir/netns/<id>, and libcni caches the
+// config, runtime arguments (port mappings) and result of every ADD under
+// Dir/cni/cache. Teardown therefore works after an agent restart, and a
+// repeated Setup returns the cached attachment instead of allocating again.
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containernetworking/cni/libcni"
+	cnitypes "github.com/containernetworking/cni/pkg/types"
+	types100 "github.com/containernetworking/cni/pkg/types/100"
+)
+
+// Defaults for Options.
+const (
+	DefaultPluginDir   = "/usr/lib/cni"
+	DefaultBridge      = "berth0"
+	DefaultSubnet      = "10.88.0.0/16"
+	DefaultNetworkName = "berth"
+)
+
+// cleanupTimeout bounds the rollback of a failed Setup, which runs on a
+// context detached from the caller's (the caller may be why it failed).
+const cleanupTimeout = 30 * time.Second
+
+// validID is what CNI accepts as a container ID; it also keeps the id safe
+// as a file name under Dir/netns.
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+
+// Options configures a Manager.
+type Options struct {
+	// Dir holds the state: Dir/netns/<id> (bind-mounted netns files),
+	// Dir/cni/cache (libcni), Dir/cni/ipam (host-local) and the config
+	// files Dir/cni/berth.conflist and Dir/cni/loopback.conf.
+	Dir string
+	// PluginDirs are searched for CNI plugins; default {"/usr/lib/cni"}.
+	PluginDirs []string
+	// Bridge is the host bridge; default "berth0".
+	Bridge string
+	// Subnet is an IPv4 CIDR, default "10.88.0.0/16"; the bridge (gateway)
+	// takes its first address.
+	Subnet string
+	// NetworkName is the CNI network name; default "berth". It names the
+	// cache entries and the host-local directory, so changing it orphans
+	// existing attachments.
+	NetworkName string
+}
+
+// Attachment is a group's place on the network.
+type Attachment struct {
+	// NetNSPath is the namespace file to give the group's containers.
+	NetNSPath string
+	// IP is the group's IPv4 address on the bridge, without prefix length.
+	IP string
+	// Gateway is the bridge's address, the group's default route.
+	Gateway string
+}
+
+// PortMapping publishes a port of the group on the host, through the
+// portmap plugin.
+type PortMapping struct {
+	HostPort      int32
+	ContainerPort int32
+	// Protocol is "tcp" or "udp"; empty means tcp.
+	Protocol string
+	// HostIP restricts the mapping to one host address; empty means all.
+	HostIP string
+}
+
+// Manager attaches and detaches group network namespaces. It is safe for
+// concurrent use; calls for the same id are serialised.
+type Manager struct {
+	dir    string
+	cni    *libcni.CNIConfig
+	list   *libcni.NetworkConfigList
+	lo     *libcni.PluginConfig
+	subnet netip.Prefix
+	locks  keyedMutex
+}
+
+// New validates opts, creates the state directories, writes the CNI config
+// files and checks that the plugins it needs are installed.
+func New(opts Options) (*Manager, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("network state dir is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if !filepath.IsAbs(opts.Dir) {
+		return nil, fmt.Errorf("network state dir %q must be absolute: %w", opts.Dir, errdefs.ErrInvalidArgument)
+	}
+	if len(opts.PluginDirs) == 0 {
+		opts.PluginDirs = []string{DefaultPluginDir}
+	}
+	if opts.Bridge == "" {
+		opts.Bridge = DefaultBridge
+	}
+	if len(opts.Bridge) > 15 {
+		return nil, fmt.Errorf("bridge name %q is longer than 15 bytes: %w", opts.Bridge, errdefs.ErrInvalidArgument)
+	}
+	if opts.Subnet == "" {
+		opts.Subnet = DefaultSubnet
+	}
+	if opts.NetworkName == "" {
+		opts.NetworkName = DefaultNetworkName
+	}
+	subnet, err := parseSubnet(opts.Subnet)
+	if err != nil {
+		return nil, err
+	}
+
+	m := &Manager{dir: opts.Dir, subnet: subnet}
+	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("create network state dir: %w", err)
+		}
+	}
+
+	listBytes, err := confList(opts.NetworkName, opts.Bridge, subnet, m.ipamDir())
+	if err != nil {
+		return nil, fmt.Errorf("render conflist: %w", err)
+	}
+	loBytes, err := loopbackConf(opts.NetworkName)
+	if err != nil {
+		return nil, fmt.Errorf("render loopback conf: %w", err)
+	}
+	if m.list, err = libcni.ConfListFromBytes(listBytes); err != nil {
+		return nil, fmt.Errorf("parse conflist: %w", err)
+	}
+	if m.lo, err = libcni.NetworkPluginConfFromBytes(loBytes); err != nil {
+		return nil, fmt.Errorf("parse loopback conf: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(m.cniDir(), confListFile), listBytes); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(m.cniDir(), loopbackFile), loBytes); err != nil {
+		return nil, err
+	}
+
+	m.cni = libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, m.cacheDir(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := m.cni.ValidateNetworkList(ctx, m.list); err != nil {
+		return nil, fmt.Errorf("cni plugins in %s: %w: %w", strings.Join(opts.PluginDirs, ":"), errdefs.ErrFailedPrecondition, err)
+	}
+	if _, err := m.cni.ValidateNetwork(ctx, m.lo); err != nil {
+		return nil, fmt.Errorf("cni plugins in %s: %w: %w", strings.Join(opts.PluginDirs, ":"), errdefs.ErrFailedPrecondition, err)
+	}
+	return m, nil
+}
+
+func (m *Manager) netnsDir() string    { return filepath.Join(m.dir, "netns") }
+func (m *Manager) netnsTmpDir() string { return filepath.Join(m.dir, "netns.tmp") }
+func (m *Manager) cniDir() string      { return filepath.Join(m.dir, "cni") }
+func (m *Manager) cacheDir() string    { return filepath.Join(m.dir, "cni", "cache") }
+func (m *Manager) ipamDir() string     { return filepath.Join(m.dir, "cni", "ipam") }
+
+// NetNSPath is where the namespace of id is (or would be) mounted.
+func (m *Manager) NetNSPath(id string) string { return filepath.Join(m.netnsDir(), id) }
+
+// Subnet is the network's subnet.
+func (m *Manager) Subnet() netip.Prefix { return m.subnet }
+
+// Setup is SetupWithPorts without published ports.
+func (m *Manager) Setup(ctx context.Context, id string) (Attachment, error) {
+	return m.SetupWithPorts(ctx, id, nil)
+}
+
+// SetupWithPorts creates the network namespace of id, brings up its
+// loopback and attaches it to the bridge, publishing ports on the host.
+//
+// It is idempotent: for an id that is attached already it returns the
+// attachment from the CNI cache, without allocating, whatever ports asks
+// for (to change them, Teardown first). Leftovers of an interrupted Setup
+// are removed before a new attempt, and a failed attempt undoes itself.
+func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMapping) (_ Attachment, retErr error) {
+	if err := checkID(id); err != nil {
+		return Attachment{}, err
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+
+	path := m.NetNSPath(id)
+	if a, ok, err := m.cached(id, path); err != nil {
+		return Attachment{}, err
+	} else if ok {
+		return a, nil
+	}
+	// Whatever exists for id is an incomplete attachment (the cache entry
+	// is written only after the whole list succeeded): start from scratch.
+	if err := m.teardown(ctx, id); err != nil {
+		return Attachment{}, fmt.Errorf("clean up earlier attachment of %s: %w", id, err)
+	}
+
+	if err := createNetNS(m.netnsTmpDir(), path); err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+	}
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		if err := m.teardown(cctx, id); err != nil {
+			slog.WarnContext(ctx, "roll back network setup", "group_uid", id, "error", err)
+			retErr = errors.Join(retErr, fmt.Errorf("roll back: %w", err))
+		}
+	}()
+
+	if _, err := m.cni.AddNetwork(ctx, m.lo, &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifLoopback}); err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: cni add loopback: %w", id, err)
+	}
+	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifEth}
+	if len(ports) > 0 {
+		rt.CapabilityArgs = map[string]any{"portMappings": portMappings(ports)}
+	}
+	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: cni add %s: %w", id, m.list.Name, err)
+	}
+	a, err := attachment(path, res)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// cached returns the attachment of id if it is complete: its namespace is
+// mounted and the ADD of the list is in the cache.
+func (m *Manager) cached(id, path string) (Attachment, bool, error) {
+	alive, err := netnsAlive(path)
+	if err != nil || !alive {
+		return Attachment{}, false, err
+	}
+	res, err := m.cni.GetNetworkListCachedResult(m.list, &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifEth})
+	if err != nil {
+		return Attachment{}, false, fmt.Errorf("network of %s: read cni cache: %w", id, err)
+	}
+	if res == nil {
+		return Attachment{}, false, nil
+	}
+	a, err := attachment(path, res)
+	if err != nil {
+		return Attachment{}, false, fmt.Errorf("network of %s: cached result: %w", id, err)
+	}
+	return a, true, nil
+}
+
+// Teardown detaches the namespace of id from the network (CNI DEL of the
+// list, then of loopback, with the configs and port mappings cached at ADD
+// time) and removes it, which releases its IP address. An id with nothing
+// left is not an error.
+func (m *Manager) Teardown(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	if err := m.teardown(ctx, id); err != nil {
+		return fmt.Errorf("network of %s: %w", id, err)
+	}
+	return nil
+}
+
+// teardown runs DEL even when neither namespace nor cache is left: DEL is
+// idempotent for the plugins, and it is what releases an address that an
+// ADD interrupted by a crash allocated without caching.
+func (m *Manager) teardown(ctx context.Context, id string) error {
+	path := m.NetNSPath(id)
+	alive, err := netnsAlive(path)
+	if err != nil {
+		return err
+	}
+	nsPath := ""
+	if alive {
+		nsPath = path
+	}
+
+	list, rt, err := m.cachedList(id)
+	if err != nil {
+		return err
+	}
+	rt.NetNS = nsPath
+	if err := m.cni.DelNetworkList(ctx, list, rt); err != nil {
+		return fmt.Errorf("cni del %s: %w", list.Name, err)
+	}
+
+	lo, rt, err := m.cachedLoopback(id)
+	if err != nil {
+		return err
+	}
+	rt.NetNS = nsPath
+	if err := m.cni.DelNetwork(ctx, lo, rt); err != nil {
+		return fmt.Errorf("cni del loopback: %w", err)
+	}
+	return removeNetNS(path)
+}
+
+// cachedList returns the list config and runtime arguments that the ADD of
+// id used, or the current config if there was no complete ADD.
+func (m *Manager) cachedList(id string) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+	rt := &libcni.RuntimeConf{ContainerID: id, IfName: ifEth}
+	b, crt, err := m.cni.GetNetworkListCachedConfig(m.list, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read cni cache: %w", err)
+	}
+	if b == nil {
+		return m.list, rt, nil
+	}
+	list, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse cached conflist: %w", err)
+	}
+	return list, crt, nil
+}
+
+// cachedLoopback is cachedList for the loopback config.
+func (m *Manager) cachedLoopback(id string) (*libcni.PluginConfig, *libcni.RuntimeConf, error) {
+	rt := &libcni.RuntimeConf{ContainerID: id, IfName: ifLoopback}
+	b, crt, err := m.cni.GetNetworkCachedConfig(m.lo, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read cni cache: %w", err)
+	}
+	if b == nil {
+		return m.lo, rt, nil
+	}
+	lo, err := libcni.NetworkPluginConfFromBytes(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse cached loopback conf: %w", err)
+	}
+	return lo, crt, nil
+}
+
+// List returns the ids that have a namespace file under Dir/netns, attached
+// or not, so that the caller can tear down the ones it does not know.
+func (m *Manager) List() ([]string, error) {
+	entries, err := os.ReadDir(m.netnsDir())
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	var ids []string
+	for _, e := range entries {
+		if validID.MatchString(e.Name()) && !e.IsDir() {
+			ids = append(ids, e.Name())
+		}
+	}
+	return ids, nil
+}
+
+func checkID(id string) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("network id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// attachment picks the IPv4 address of the interface inside the namespace.
+func attachment(path string, res cnitypes.Result) (Attachment, error) {
+	r, err := types100.NewResultFromResult(res)
+	if err != nil {
+		return Attachment{}, fmt.Errorf("convert cni result: %w", err)
+	}
+	for _, ipc := range r.IPs {
+		if ipc.Address.IP.To4() == nil {
+			continue
+		}
+		if ipc.Interface != nil {
+			i := *ipc.Interface
+			if i < 0 || i >= len(r.Interfaces) || r.Interfaces[i].Sandbox == "" {
+				continue
+			}
+		}
+		a := Attachment{NetNSPath: path, IP: ipc.Address.IP.String()}
+		if ipc.Gateway != nil {
+			a.Gateway = ipc.Gateway.String()
+		}
+		return a, nil
+	}
+	return Attachment{}, fmt.Errorf("cni result has no IPv4 address in the namespace: %w", errdefs.ErrInternal)
+}
+
+// portMappings renders ports in the shape of the portMappings capability.
+func portMappings(ports []PortMapping) []map[string]any {
+	out := make([]map[string]any, 0, len(ports))
+	for _, p := range ports {
+		proto := strings.ToLower(p.Protocol)
+		if proto == "" {
+			proto = "tcp"
+		}
+		pm := map[string]any{"hostPort": p.HostPort, "containerPort": p.ContainerPort, "protocol": proto}
+		if p.HostIP != "" {
+			pm["hostIP"] = p.HostIP
+		}
+		out = append(out, pm)
+	}
+	return out
+}
+
+// writeFileAtomic replaces path with data, so that a reader never sees a
+// half-written config.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// keyedMutex serialises work per key without holding one lock for all.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

@@ -1,0 +1,228 @@
+// Package apiserver serves Berth's ARM-compatible REST API: routing, bearer
+// authentication, api-version checks, validation, conversion between wire
+// models and the internal model, and long-running operations. All state
+// lives in the store; the handlers hold none.
+package apiserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	armv1 "github.com/berth-dev/berth/api/v20230501"
+	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/types"
+)
+
+// LogReader reads a container's log. The in-process agent implements it;
+// declared here because only the API needs it.
+type LogReader interface {
+	ReadLog(ctx context.Context, g *types.ContainerGroup, container string, tail int) (string, error)
+}
+
+// Options configure the API server.
+type Options struct {
+	Store  *store.Store
+	Token  string
+	Logs   LogReader
+	Logger *slog.Logger
+	// Now returns the current time; tests may fix it.
+	Now func() time.Time
+}
+
+// Server is the API's http.Handler.
+type Server struct {
+	store  *store.Store
+	token  string
+	logs   LogReader
+	log    *slog.Logger
+	now    func() time.Time
+	mux    *http.ServeMux
+	groups store.Typed[types.ContainerGroup]
+	status store.Typed[types.GroupStatus]
+	rgs    store.Typed[types.ResourceGroup]
+	ops    store.Typed[types.Operation]
+}
+
+// New builds the handler tree.
+func New(opts Options) *Server {
+	s := &Server{
+		store:  opts.Store,
+		token:  opts.Token,
+		logs:   opts.Logs,
+		log:    opts.Logger,
+		now:    opts.Now,
+		mux:    http.NewServeMux(),
+		groups: store.NewTyped[types.ContainerGroup](opts.Store, types.PrefixGroups),
+		status: store.NewTyped[types.GroupStatus](opts.Store, types.PrefixGroupStatus),
+		rgs:    store.NewTyped[types.ResourceGroup](opts.Store, types.PrefixResourceGroups),
+		ops:    store.NewTyped[types.Operation](opts.Store, types.PrefixOperations),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	const rg = "/subscriptions/{sub}/resourcegroups/{rg}"
+	const cg = rg + "/providers/microsoft.containerinstance/containergroups/{name}"
+
+	s.mux.Handle("GET /subscriptions/{sub}/resourcegroups", s.wrap(s.listResourceGroups))
+	s.mux.Handle("PUT "+rg, s.wrap(s.putResourceGroup))
+	s.mux.Handle("GET "+rg, s.wrap(s.getResourceGroup))
+	s.mux.Handle("DELETE "+rg, s.wrap(s.deleteResourceGroup))
+
+	aci := s.requireAPIVersion
+	s.mux.Handle("GET /subscriptions/{sub}/providers/microsoft.containerinstance/containergroups", aci(s.wrap(s.listGroupsBySubscription)))
+	s.mux.Handle("GET "+rg+"/providers/microsoft.containerinstance/containergroups", aci(s.wrap(s.listGroupsByResourceGroup)))
+	s.mux.Handle("PUT "+cg, aci(s.wrap(s.putGroup)))
+	s.mux.Handle("GET "+cg, aci(s.wrap(s.getGroup)))
+	s.mux.Handle("DELETE "+cg, aci(s.wrap(s.deleteGroup)))
+	s.mux.Handle("GET "+cg+"/containers/{container}/logs", aci(s.wrap(s.containerLogs)))
+	// The operation-status URL is handed out by Berth itself with its own
+	// api-version (2018-06-01, as the real service does), so any is fine.
+	s.mux.Handle("GET /subscriptions/{sub}/providers/microsoft.containerinstance/locations/{location}/operations/{id}", s.wrap(s.getOperation))
+
+	s.mux.Handle("/", s.wrap(func(r *http.Request) (*response, error) {
+		return nil, armError(http.StatusNotFound, "NotFound", "No route matches "+r.Method+" "+r.URL.Path+".")
+	}))
+}
+
+// ServeHTTP authenticates the caller, normalises the path and dispatches.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := uuid.NewString()
+	w.Header().Set("x-ms-request-id", reqID)
+	if cid := r.Header.Get("x-ms-correlation-request-id"); cid != "" {
+		w.Header().Set("x-ms-correlation-request-id", cid)
+	}
+	if err := s.authenticate(r); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	r.URL.Path = normalizePath(r.URL.Path)
+	r.URL.RawPath = ""
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authenticate(r *http.Request) *Error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return armError(http.StatusUnauthorized, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
+		return armError(http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")
+	}
+	return nil
+}
+
+// normalizePath makes ARM's fixed path segments case-insensitive and drops
+// empty segments (az's --file path sends "Microsoft.ContainerInstance//containerGroups").
+// ARM paths alternate keyword/value, so even positions are keywords; the
+// value after "providers" is a namespace, also matched without case.
+func normalizePath(p string) string {
+	var segs []string
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg != "" {
+			segs = append(segs, seg)
+		}
+	}
+	for i := range segs {
+		if i%2 == 0 || (i > 0 && segs[i-1] == "providers") {
+			segs[i] = strings.ToLower(segs[i])
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+// requireAPIVersion refuses container-instance requests without the one
+// api-version this server speaks.
+func (s *Server) requireAPIVersion(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("api-version")
+		switch v {
+		case armv1.APIVersion:
+			next.ServeHTTP(w, r)
+		case "":
+			s.writeError(w, r, badRequest("MissingApiVersionParameter", "The api-version query parameter (?api-version=) is required for all requests."))
+		default:
+			s.writeError(w, r, badRequest("InvalidApiVersionParameter",
+				"The api-version '"+v+"' is invalid. The supported versions are '"+armv1.APIVersion+"'."))
+		}
+	})
+}
+
+// response is what a handler returns on success.
+type response struct {
+	status int
+	body   any
+	header http.Header
+}
+
+type handlerFunc func(r *http.Request) (*response, error)
+
+// wrap turns a handler into an http.Handler: it writes the JSON body, maps
+// errors to ARM errors and logs the request once.
+func (s *Server) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := h(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		for k, vs := range resp.header {
+			for _, v := range vs {
+				w.Header().Add(k, v)
+			}
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", resp.status)
+		writeJSON(w, resp.status, resp.body)
+	})
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ae := toARM(err)
+	lvl := slog.LevelDebug
+	if ae.Status >= 500 {
+		lvl = slog.LevelError
+	}
+	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path,
+		"status", ae.Status, "code", ae.Code, "err", err)
+	w.Header().Set("x-ms-error-code", ae.Code)
+	writeJSON(w, ae.Status, armv1.ErrorResponse{Error: armv1.ErrorBody{Code: ae.Code, Message: ae.Message, Target: ae.Target}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	if body == nil {
+		w.WriteHeader(status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// decodeBody reads a JSON request body into v, refusing malformed JSON
+// with a clear ARM error before anything is stored.
+func decodeBody(r *http.Request, v any) error {
+	const limit = 4 << 20
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		return badRequest("InvalidRequestContent", "The request content was invalid and could not be deserialized: "+err.Error())
+	}
+	if dec.More() {
+		return badRequest("InvalidRequestContent", "The request content was invalid: unexpected data after the JSON object.")
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestServer_Validate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Server)
+		wantErr string
+	}{
+		{"defaults are valid", func(*Server) {}, ""},
+		{"listen needs a port", func(c *Server) { c.Listen = "127.0.0.1" }, "--listen"},
+		{"registry is a host, not a URL", func(c *Server) { c.InsecureRegistries = []string{"http://r:5000/x"} }, "--insecure-registry"},
+		{"etcd endpoints are URLs", func(c *Server) { c.EtcdEndpoints = []string{"127.0.0.1:2379"} }, "--etcd-endpoints"},
+		{"bridge names fit the kernel's 15 characters", func(c *Server) { c.Bridge = "a-very-long-bridge-name" }, "--bridge-name"},
+		{"subnet must be IPv4 CIDR", func(c *Server) { c.Subnet = "10.0.0.1" }, "--subnet"},
+		{"empty data dir", func(c *Server) { c.DataDir = "" }, "--data-dir"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultServer()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,192 @@
+// Package daemon is the composition root of `berth server`: it builds the
+// store, the API and the in-process agent from the configuration and runs
+// them until the context ends.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/agent/network"
+	"github.com/berth-dev/berth/internal/agent/runtime"
+	"github.com/berth-dev/berth/internal/apiserver"
+	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/embedetcd"
+	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/store"
+)
+
+// ClientConfigFile is written to the data dir once the API answers.
+const ClientConfigFile = "client.json"
+
+// ClientConfig is what a client needs to reach the API: the CLI and tests
+// read it.
+type ClientConfig struct {
+	Endpoint string `json:"endpoint"`
+	CAFile   string `json:"caFile"`
+	Token    string `json:"token"`
+}
+
+// RunServer runs the all-in-one server until ctx ends.
+func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	clientFile := filepath.Join(dataDir, ClientConfigFile)
+	// The file announces a serving API; until this start answers, it must not.
+	if err := os.Remove(clientFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	bundle, err := pki.Ensure(filepath.Join(dataDir, "pki"), []string{host})
+	if err != nil {
+		return err
+	}
+
+	endpoints := cfg.EtcdEndpoints
+	var etcdErr <-chan error
+	if len(endpoints) == 0 {
+		e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: filepath.Join(dataDir, "etcd"), Logger: log.With("component", "etcd")})
+		if err != nil {
+			return fmt.Errorf("start embedded etcd: %w", err)
+		}
+		defer e.Close()
+		endpoints, etcdErr = e.Endpoints(), e.Err()
+	}
+	cli, err := embedetcd.NewClient(ctx, endpoints)
+	if err != nil {
+		return fmt.Errorf("connect to etcd: %w", err)
+	}
+	defer cli.Close()
+	st := store.New(cli, "/berth/")
+
+	rt, err := runtime.New(ctx, runtime.Options{
+		Address:            cfg.ContainerdAddress,
+		InsecureRegistries: cfg.InsecureRegistries,
+		StateDir:           filepath.Join(dataDir, "runtime"),
+	})
+	if err != nil {
+		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
+	}
+	defer rt.Close()
+	nw, err := network.New(network.Options{Dir: dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: cfg.Subnet})
+	if err != nil {
+		return fmt.Errorf("set up the group network: %w", err)
+	}
+	ag := agent.New(agent.Options{
+		Plane:   newStorePlane(st),
+		Runtime: rt,
+		Network: nw,
+		Dir:     dataDir,
+		Logger:  log.With("component", "agent"),
+	})
+	api := apiserver.New(apiserver.Options{Store: st, Token: bundle.Token, Logs: ag, Logger: log.With("component", "api")})
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{bundle.ServerCert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ag.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	if etcdErr != nil {
+		g.Go(func() error {
+			select {
+			case err := <-etcdErr:
+				return fmt.Errorf("embedded etcd: %w", err)
+			case <-gctx.Done():
+				return nil
+			}
+		})
+	}
+	g.Go(func() error {
+		cc := ClientConfig{Endpoint: "https://" + advertised(ln.Addr(), host), CAFile: bundle.CAPath, Token: bundle.Token}
+		if err := waitServing(gctx, cc); err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(cc, "", "  ")
+		if err := pki.WriteFileAtomic(clientFile, append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+		log.Info("berth server ready", "endpoint", cc.Endpoint, "client_config", clientFile)
+		return nil
+	})
+	return g.Wait()
+}
+
+// advertised is the address clients should use: a wildcard listener is
+// reached on loopback.
+func advertised(addr net.Addr, host string) string {
+	_, port, _ := net.SplitHostPort(addr.String())
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// waitServing polls the API as a client would until it answers.
+func waitServing(ctx context.Context, cc ClientConfig) error {
+	pem, err := os.ReadFile(cc.CAFile)
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer hc.CloseIdleConnections()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, cc.Endpoint+"/subscriptions/-/resourcegroups", nil)
+		req.Header.Set("Authorization", "Bearer "+cc.Token)
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

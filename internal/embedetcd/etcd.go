@@ -1,0 +1,166 @@
+// Package embedetcd runs a single-member etcd inside Berth's data directory,
+// so that `berth server` needs no external database, and builds clients for
+// it or for an external etcd.
+package embedetcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const (
+	// memberName names the one member; it is part of the cluster identity
+	// stored in the WAL, so it never changes.
+	memberName = "berth"
+	// startTimeout bounds how long Start waits for the member to serve.
+	// Replaying a large WAL takes a while, so it is generous.
+	startTimeout = 60 * time.Second
+	// compactionRetention is how much history etcd keeps. Watchers that fall
+	// further behind get a compaction and relist (store.EventReset); without
+	// compaction the database would grow forever.
+	compactionRetention = "10m"
+)
+
+// Config says where the member keeps its data and where it listens.
+type Config struct {
+	// Dir holds the etcd data (Dir/member) and Dir/ports.json.
+	Dir string
+	// ClientURL and PeerURL, when empty, are free ports on 127.0.0.1 picked
+	// on the first start and remembered in Dir/ports.json.
+	ClientURL string
+	PeerURL   string
+	// Logger receives etcd's warnings and errors; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Etcd is a running embedded member.
+type Etcd struct {
+	e         *embed.Etcd
+	endpoints []string
+	// closeOnce guards embed.Etcd.Close, which panics on a second call.
+	closeOnce sync.Once
+	// closing silences etcd while it stops: it reports every listener it
+	// closes as a failed server.
+	closing *atomic.Bool
+}
+
+// expectedWarnings are etcd warnings about choices Berth makes on purpose,
+// and the one a process gets from starting a second member (tests do).
+var expectedWarnings = map[string]bool{
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+	"etcdserver: failed to register grpc metrics":                                          true,
+}
+
+// Start starts the member and returns once it serves clients. A restart on
+// the same Dir finds the same data and the same ports.
+func Start(ctx context.Context, cfg Config) (*Etcd, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("embedetcd: data dir is required: %w", errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedetcd: create data dir: %w", err)
+	}
+	// The directory is etcd's alone, and etcd wants nobody else to read it.
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("embedetcd: data dir permissions: %w", err)
+	}
+	p, err := resolvePorts(cfg.Dir, cfg.ClientURL, cfg.PeerURL)
+	if err != nil {
+		return nil, err
+	}
+	clientURL, err := url.Parse(p.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedetcd: client url %q: %w", p.ClientURL, errors.Join(errdefs.ErrInvalidArgument, err))
+	}
+	peerURL, err := url.Parse(p.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("embedetcd: peer url %q: %w", p.PeerURL, errors.Join(errdefs.ErrInvalidArgument, err))
+	}
+
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.Default()
+	}
+	ec := embed.NewConfig()
+	ec.Name = memberName
+	ec.Dir = cfg.Dir
+	ec.ListenClientUrls = []url.URL{*clientURL}
+	ec.AdvertiseClientUrls = []url.URL{*clientURL}
+	ec.ListenPeerUrls = []url.URL{*peerURL}
+	ec.AdvertisePeerUrls = []url.URL{*peerURL}
+	ec.InitialCluster = ec.InitialClusterFromName(memberName)
+	ec.InitialClusterToken = "berth"
+	// Berth talks gRPC only; the HTTP gateway would be one more open door.
+	ec.EnableGRPCGateway = false
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = compactionRetention
+	// etcd logs a lot at info; only warnings and worse reach Berth's log.
+	// NewConfig leaves this 0, which makes etcd warn about every request.
+	ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
+	ec.LogLevel = "warn"
+	closing := new(atomic.Bool)
+	demote := func(msg string) bool { return closing.Load() || expectedWarnings[msg] }
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(lg.With("component", "etcd"), zapcore.WarnLevel, demote)))
+
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("embedetcd: start in %s: %w", cfg.Dir, err)
+	}
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("embedetcd: start in %s: %w", cfg.Dir, err)
+	}
+
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		closing.Store(true)
+		e.Close()
+		return nil, fmt.Errorf("embedetcd: start in %s: %w", cfg.Dir, err)
+	case <-ctx.Done():
+		closing.Store(true)
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedetcd: start in %s: %w", cfg.Dir, ctx.Err())
+	case <-timer.C:
+		closing.Store(true)
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedetcd: start in %s: not ready after %s: %w", cfg.Dir, startTimeout, errdefs.ErrUnavailable)
+	}
+	return &Etcd{e: e, endpoints: []string{clientURL.String()}, closing: closing}, nil
+}
+
+// Endpoints are the client URLs to hand to NewClient.
+func (e *Etcd) Endpoints() []string {
+	return append([]string(nil), e.endpoints...)
+}
+
+// Err reports a fatal server error. It is closed by Close, so a receive
+// after Close yields nil.
+func (e *Etcd) Err() <-chan error {
+	return e.e.Err()
+}
+
+// Close stops the member and waits until it has let go of its ports and
+// files. It is safe to call more than once.
+func (e *Etcd) Close() {
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		e.e.Close()
+	})
+}

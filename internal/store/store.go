@@ -1,0 +1,196 @@
+// Package store keeps Berth's state as JSON values in etcd. Every write that
+// changes user-owned state carries the revision it was based on, so two
+// writers never silently overwrite each other (optimistic concurrency).
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Store is a JSON key-value store over etcd. Keys are relative to the
+// store's prefix, which keeps Berth's keys apart from anything else in a
+// shared etcd.
+type Store struct {
+	c      *clientv3.Client
+	prefix string
+}
+
+// New returns a Store for the keys under prefix (e.g. "/berth/").
+func New(c *clientv3.Client, prefix string) *Store {
+	return &Store{c: c, prefix: prefix}
+}
+
+// KV is one stored value, as List returns it.
+type KV struct {
+	// Key is relative to the store prefix.
+	Key   string
+	Value []byte
+	// Revision is the key's mod revision: pass it to Update or Delete.
+	Revision int64
+}
+
+// Decode decodes the JSON value into out.
+func (kv KV) Decode(out any) error {
+	return decode(kv.Key, kv.Value, out)
+}
+
+// Get decodes the value at key into out and returns its mod revision.
+// A missing key is errdefs.ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string, out any) (int64, error) {
+	resp, err := s.c.Get(ctx, s.prefix+key)
+	if err != nil {
+		return 0, fmt.Errorf("store: get %q: %w", key, classify(err))
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, fmt.Errorf("store: get %q: %w", key, errdefs.ErrNotFound)
+	}
+	kv := resp.Kvs[0]
+	if err := decode(key, kv.Value, out); err != nil {
+		return 0, err
+	}
+	return kv.ModRevision, nil
+}
+
+// Create stores v only if key is absent; else errdefs.ErrAlreadyExists.
+// It returns the new mod revision.
+func (s *Store) Create(ctx context.Context, key string, v any) (int64, error) {
+	b, err := encode(key, v)
+	if err != nil {
+		return 0, err
+	}
+	k := s.prefix + key
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(k), "=", 0)).
+		Then(clientv3.OpPut(k, string(b))).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: create %q: %w", key, classify(err))
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("store: create %q: %w", key, errdefs.ErrAlreadyExists)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Update stores v only if the key's mod revision still equals rev: a
+// mismatch is errdefs.ErrConflict (re-read and retry), a key that is gone
+// errdefs.ErrNotFound. rev must be positive; use Create for new keys.
+func (s *Store) Update(ctx context.Context, key string, v any, rev int64) (int64, error) {
+	if rev <= 0 {
+		return 0, fmt.Errorf("store: update %q: revision %d: %w", key, rev, errdefs.ErrInvalidArgument)
+	}
+	b, err := encode(key, v)
+	if err != nil {
+		return 0, err
+	}
+	k := s.prefix + key
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+		Then(clientv3.OpPut(k, string(b))).
+		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: update %q: %w", key, classify(err))
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("store: update %q at revision %d: %w", key, rev, mismatch(resp))
+	}
+	return resp.Header.Revision, nil
+}
+
+// Put stores v whatever is there. It is for records with a single writer,
+// such as the status an agent reports.
+func (s *Store) Put(ctx context.Context, key string, v any) (int64, error) {
+	b, err := encode(key, v)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.c.Put(ctx, s.prefix+key, string(b))
+	if err != nil {
+		return 0, fmt.Errorf("store: put %q: %w", key, classify(err))
+	}
+	return resp.Header.Revision, nil
+}
+
+// Delete removes key if its mod revision equals rev, or whatever its
+// revision when rev is 0. A missing key is errdefs.ErrNotFound, a changed
+// one errdefs.ErrConflict.
+func (s *Store) Delete(ctx context.Context, key string, rev int64) error {
+	k := s.prefix + key
+	if rev == 0 {
+		resp, err := s.c.Delete(ctx, k)
+		if err != nil {
+			return fmt.Errorf("store: delete %q: %w", key, classify(err))
+		}
+		if resp.Deleted == 0 {
+			return fmt.Errorf("store: delete %q: %w", key, errdefs.ErrNotFound)
+		}
+		return nil
+	}
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(k), "=", rev)).
+		Then(clientv3.OpDelete(k)).
+		Else(clientv3.OpGet(k, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: delete %q: %w", key, classify(err))
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("store: delete %q at revision %d: %w", key, rev, mismatch(resp))
+	}
+	return nil
+}
+
+// List returns every key under prefix (relative to the store prefix),
+// sorted by key, and the store revision the list was read at: a Watch from
+// that revision misses nothing.
+func (s *Store) List(ctx context.Context, prefix string) ([]KV, int64, error) {
+	resp, err := s.c.Get(ctx, s.prefix+prefix,
+		clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list %q: %w", prefix, classify(err))
+	}
+	out := make([]KV, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, KV{
+			Key:      strings.TrimPrefix(string(kv.Key), s.prefix),
+			Value:    kv.Value,
+			Revision: kv.ModRevision,
+		})
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// mismatch tells why a compare on the mod revision failed: the Else branch
+// read the key, so an empty read means it is gone.
+func mismatch(resp *clientv3.TxnResponse) error {
+	if len(resp.Responses) > 0 {
+		if r := resp.Responses[0].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+			return errdefs.ErrConflict
+		}
+	}
+	return errdefs.ErrNotFound
+}
+
+func encode(key string, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %q: %w: %w", key, errdefs.ErrInvalidArgument, err)
+	}
+	return b, nil
+}
+
+// decode fails with errdefs.ErrDataLoss: a value the store wrote itself
+// that no longer decodes is damaged, not a bad request.
+func decode(key string, b []byte, out any) error {
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("store: decode %q: %w: %w", key, errdefs.ErrDataLoss, err)
+	}
+	return nil
+}

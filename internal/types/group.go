@@ -1,0 +1,120 @@
+// Package types is Berth's internal model: what the store holds and what
+// the controllers and agents act on. It is independent of any API version;
+// the API edge converts between wire models and these types.
+package types
+
+import "time"
+
+// ResourceGroup is an ARM resource group: a named folder of resources in a
+// subscription.
+type ResourceGroup struct {
+	Subscription string            `json:"subscription"`
+	Name         string            `json:"name"`
+	Location     string            `json:"location"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	CreatedAt    time.Time         `json:"createdAt"`
+}
+
+// ContainerGroup is the desired state of one container group, as a user
+// declared it. The agent reports what it observed in a GroupStatus, stored
+// under its own key so that API writes and agent writes never conflict.
+type ContainerGroup struct {
+	Subscription  string `json:"subscription"`
+	ResourceGroup string `json:"resourceGroup"`
+	Name          string `json:"name"`
+	// UID identifies one incarnation of the group: a group deleted and
+	// created again under the same name gets a new UID, so the agent never
+	// confuses the new group's containers with the old one's.
+	UID      string            `json:"uid"`
+	Location string            `json:"location"`
+	Tags     map[string]string `json:"tags,omitempty"`
+	// Generation increases on every change of Spec; the agent reports the
+	// generation it realised, which is how an operation knows it finished.
+	Generation int64     `json:"generation"`
+	CreatedAt  time.Time `json:"createdAt"`
+	// Deleting is set when a delete was accepted; the agent tears the group
+	// down and then removes it from the store.
+	Deleting bool      `json:"deleting,omitempty"`
+	Spec     GroupSpec `json:"spec"`
+}
+
+// GroupSpec is what runs.
+type GroupSpec struct {
+	OSType        string      `json:"osType"`
+	RestartPolicy string      `json:"restartPolicy"`
+	SKU           string      `json:"sku,omitempty"`
+	Containers    []Container `json:"containers"`
+	IPAddress     *IPAddress  `json:"ipAddress,omitempty"`
+}
+
+// Restart policies.
+const (
+	RestartAlways    = "Always"
+	RestartOnFailure = "OnFailure"
+	RestartNever     = "Never"
+)
+
+// Container is one container of a group.
+type Container struct {
+	Name      string    `json:"name"`
+	Image     string    `json:"image"`
+	Command   []string  `json:"command,omitempty"`
+	Ports     []Port    `json:"ports,omitempty"`
+	Env       []EnvVar  `json:"env,omitempty"`
+	Resources Resources `json:"resources"`
+}
+
+// EnvVar is an environment variable. A secure one reaches the container but
+// is never returned by the API.
+type EnvVar struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Secure bool   `json:"secure,omitempty"`
+}
+
+// Port is a port and protocol (TCP or UDP).
+type Port struct {
+	Port     int32  `json:"port"`
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Resources holds requests (what is reserved and metered) and limits (what
+// is enforced). Limits default to the requests.
+type Resources struct {
+	Requests ResourceList  `json:"requests"`
+	Limits   *ResourceList `json:"limits,omitempty"`
+}
+
+// ResourceList is an amount of CPU cores and memory in GB.
+type ResourceList struct {
+	CPU      float64 `json:"cpu"`
+	MemoryGB float64 `json:"memoryInGB"`
+}
+
+// Effective returns the limits, which default to the requests.
+func (r Resources) Effective() ResourceList {
+	if r.Limits == nil {
+		return r.Requests
+	}
+	l := *r.Limits
+	if l.CPU == 0 {
+		l.CPU = r.Requests.CPU
+	}
+	if l.MemoryGB == 0 {
+		l.MemoryGB = r.Requests.MemoryGB
+	}
+	return l
+}
+
+// IPAddress is the group's address request.
+type IPAddress struct {
+	Type         string `json:"type"` // Public or Private
+	Ports        []Port `json:"ports,omitempty"`
+	DNSNameLabel string `json:"dnsNameLabel,omitempty"`
+}
+
+// Key returns the group's store key suffix: subscription/resourcegroup/name,
+// lower-cased because ARM names are case-insensitive.
+func (g *ContainerGroup) Key() string {
+	return GroupKey(g.Subscription, g.ResourceGroup, g.Name)
+}

@@ -1,0 +1,45 @@
+package types
+
+import "time"
+
+// Store key prefixes. Every component that reads or writes the store builds
+// keys here, so the layout is written down once.
+const (
+	PrefixResourceGroups = "resourcegroups/"
+	PrefixGroups         = "groups/"
+	PrefixGroupStatus    = "groupstatus/"
+	PrefixOperations     = "operations/"
+)
+
+// Operation kinds.
+const (
+	OperationCreate = "create"
+	OperationUpdate = "update"
+	OperationDelete = "delete"
+)
+
+// Operation statuses, as the Azure-AsyncOperation contract names them.
+const (
+	OperationPending   = "Pending"
+	OperationSucceeded = "Succeeded"
+	OperationFailed    = "Failed"
+	OperationCanceled  = "Canceled"
+)
+
+// Operation is a long-running operation on a container group. Its status is
+// derived from the group's state when polled and frozen once terminal.
+type Operation struct {
+	ID           string    `json:"id"`
+	Kind         string    `json:"kind"`
+	Subscription string    `json:"subscription"`
+	Location     string    `json:"location"`
+	GroupKey     string    `json:"groupKey"`
+	GroupUID     string    `json:"groupUID"`
+	Generation   int64     `json:"generation"`
+	ResourceID   string    `json:"resourceID"`
+	Status       string    `json:"status"`
+	ErrorCode    string    `json:"errorCode,omitempty"`
+	ErrorMessage string    `json:"errorMessage,omitempty"`
+	StartTime    time.Time `json:"startTime"`
+	EndTime      time.Time `json:"endTime,omitzero"`
+}
