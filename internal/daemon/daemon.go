@@ -5,8 +5,10 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,7 +86,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	rt, err := runtime.New(ctx, runtime.Options{
 		Address:            cfg.ContainerdAddress,
 		InsecureRegistries: cfg.InsecureRegistries,
-		StateDir:           filepath.Join(dataDir, "runtime"),
+		StateDir:           runtimeStateDir(dataDir),
 	})
 	if err != nil {
 		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
@@ -151,6 +153,14 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		return nil
 	})
 	return g.Wait()
+}
+
+// runtimeStateDir is where runc keeps the state of Berth's containers. It
+// must not survive a reboot (runc refuses ids it still has state for), so
+// it lives on /run, one dir per data dir so that servers never share it.
+func runtimeStateDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/run/berth", hex.EncodeToString(sum[:6]))
 }
 
 // advertised is the address clients should use: a wildcard listener is

@@ -157,7 +157,9 @@ func (e *Etcd) Err() <-chan error {
 }
 
 // Close stops the member and waits until it has let go of its ports and
-// files. It is safe to call more than once.
+// files. It is safe to call more than once. Cancel watches and close
+// clients first: etcd waits for open watch streams to end, up to its
+// request timeout (7 s), before it cuts them.
 func (e *Etcd) Close() {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)

@@ -146,6 +146,7 @@ func TestStart_Failures(t *testing.T) {
 				e.Close()
 				t.Fatal("Start succeeded, want an error")
 			}
+			t.Logf("Start: %v", err)
 			if !tt.want(err) {
 				t.Errorf("Start error = %v, want another class", err)
 			}

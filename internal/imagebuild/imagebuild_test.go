@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -194,6 +195,9 @@ func TestBuild_Invalid(t *testing.T) {
 func TestBusyboxFiles(t *testing.T) {
 	files, err := BusyboxFiles()
 	if err != nil {
+		if os.Getenv("BERTH_E2E") == "1" {
+			t.Fatalf("BusyboxFiles: %v (BERTH_E2E=1 forbids skipping)", err)
+		}
 		t.Skipf("busybox-static not installed: %v", err)
 	}
 	byPath := map[string]File{}

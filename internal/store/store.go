@@ -17,13 +17,15 @@ import (
 // store's prefix, which keeps Berth's keys apart from anything else in a
 // shared etcd.
 type Store struct {
-	c      *clientv3.Client
-	prefix string
+	c *clientv3.Client
+	// watcher is c's, except in tests that break watches on purpose.
+	watcher clientv3.Watcher
+	prefix  string
 }
 
 // New returns a Store for the keys under prefix (e.g. "/berth/").
 func New(c *clientv3.Client, prefix string) *Store {
-	return &Store{c: c, prefix: prefix}
+	return &Store{c: c, watcher: c.Watcher, prefix: prefix}
 }
 
 // KV is one stored value, as List returns it.

@@ -55,15 +55,27 @@ const (
 	eventBuffer = 64
 	minBackoff  = 100 * time.Millisecond
 	maxBackoff  = 2 * time.Second
+	nowTimeout  = 2 * time.Second
 )
 
-// Watch streams the changes under prefix after revision fromRev (0: after
-// the current revision), in revision order. The channel closes when ctx
-// ends or the client is closed. A watch broken by a lost leader or a lost
-// connection resumes where it stopped; if etcd compacted past that point,
-// Watch sends one EventReset and goes on from the current revision.
+// Watch streams the changes under prefix after revision fromRev, in
+// revision order. With fromRev 0 it streams the changes made after Watch
+// returns (if etcd cannot be reached then, after the watch got through);
+// to miss nothing, pass the revision List returned. The channel closes when
+// ctx ends or the client is closed. A watch broken by a lost leader or a
+// lost connection resumes where it stopped; if etcd compacted past that
+// point, Watch sends one EventReset and goes on from the current revision.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan Event {
 	out := make(chan Event, eventBuffer)
+	if fromRev <= 0 {
+		// Fix "now" before returning, so the caller's next write is seen;
+		// but never block the caller long on an unreachable etcd.
+		gctx, cancel := context.WithTimeout(ctx, nowTimeout)
+		if resp, err := s.c.Get(gctx, s.prefix, clientv3.WithCountOnly()); err == nil {
+			fromRev = resp.Header.Revision
+		}
+		cancel()
+	}
 	go s.watch(ctx, prefix, fromRev, out)
 	return out
 }
@@ -84,7 +96,7 @@ func (s *Store) watch(ctx context.Context, prefix string, fromRev int64, out cha
 	backoff := minBackoff
 	for {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.c.Watch(wctx, s.prefix+prefix,
+		wch := s.watcher.Watch(wctx, s.prefix+prefix,
 			clientv3.WithPrefix(), clientv3.WithRev(next), clientv3.WithProgressNotify())
 		n, compacted, delivered := s.forward(ctx, wch, next, out)
 		cancel()

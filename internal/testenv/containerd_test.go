@@ -55,7 +55,7 @@ func TestStartContainerd(t *testing.T) {
 func TestStartContainerd_CleanupKillsTasks(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := "testenv-" + randomHex(t, 4)
-	t.Cleanup(func() { removeCgroups(t, ns) })
+	t.Cleanup(func() { removeNamespaceLeftovers(t, ns) })
 
 	var (
 		ctd      *testenv.Containerd
@@ -180,13 +180,16 @@ func shimsOf(address string) []int {
 	return pids
 }
 
-// removeCgroups removes the (empty) per-namespace parent cgroups runc
-// leaves behind in every v1 hierarchy.
-func removeCgroups(t *testing.T, ns string) {
+// removeNamespaceLeftovers removes what a containerd namespace leaves on
+// the host once its containers are gone: the empty per-namespace parent
+// cgroups in every v1 hierarchy and the runc-v2 shim's runc state dir,
+// which does not follow containerd's state dir.
+func removeNamespaceLeftovers(t *testing.T, ns string) {
 	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", ns))
+	dirs = append(dirs, filepath.Join("/run/containerd/runc", ns))
 	for _, d := range dirs {
 		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
-			t.Errorf("remove cgroup %s: %v", d, err)
+			t.Errorf("remove %s: %v", d, err)
 		}
 	}
 }

@@ -368,6 +368,64 @@ func TestManager_SetupRollsBack(t *testing.T) {
 	}
 }
 
+func TestManager_Concurrent(t *testing.T) {
+	n := newTestNetwork(t, 24)
+	ctx := context.Background()
+	const groups = 6
+	ids := make([]string, groups)
+	for i := range ids {
+		ids[i] = groupUID(t)
+	}
+
+	// Every id twice at once: distinct ids in parallel, the same id
+	// serialised and answered from the cache.
+	type result struct {
+		id  string
+		a   network.Attachment
+		err error
+	}
+	results := make(chan result, 2*groups)
+	for _, id := range append(slices.Clone(ids), ids...) {
+		go func() {
+			a, err := n.Setup(ctx, id)
+			results <- result{id, a, err}
+		}()
+	}
+	byID := map[string]network.Attachment{}
+	ips := map[string]string{}
+	for range 2 * groups {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("Setup %s: %v", r.id, r.err)
+			continue
+		}
+		if prev, ok := byID[r.id]; ok && prev != r.a {
+			t.Errorf("Setup %s twice: got %+v and %+v", r.id, prev, r.a)
+		}
+		byID[r.id] = r.a
+		if other, ok := ips[r.a.IP]; ok && other != r.id {
+			t.Errorf("IP %s given to %s and %s", r.a.IP, other, r.id)
+		}
+		ips[r.a.IP] = r.id
+	}
+	if got := bridgeMembers(t, n.opts.Bridge); len(got) != groups {
+		t.Errorf("got %d bridge members, want %d", len(got), groups)
+	}
+
+	errs := make(chan error, groups)
+	for _, id := range ids {
+		go func() { errs <- n.Teardown(ctx, id) }()
+	}
+	for range groups {
+		if err := <-errs; err != nil {
+			t.Errorf("Teardown: %v", err)
+		}
+	}
+	if got := bridgeMembers(t, n.opts.Bridge); len(got) != 0 {
+		t.Errorf("got bridge members %v after Teardown, want none", got)
+	}
+}
+
 func TestManager_TeardownUnknown(t *testing.T) {
 	n := newTestNetwork(t, 24)
 	if err := n.Teardown(context.Background(), groupUID(t)); err != nil {
