@@ -232,6 +232,11 @@ func (a *Agent) reconcile(ctx context.Context, key string) error {
 			return err
 		}
 		if g != nil {
+			// A group that failed before any container existed still holds
+			// its network namespace and IP.
+			if err := a.releaseGroup(ctx, g.UID); err != nil {
+				return err
+			}
 			a.log.Info("group deleted", "group", key)
 			return a.opts.Plane.RemoveGroup(ctx, g)
 		}

@@ -5,7 +5,6 @@ package embedetcd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -41,7 +40,8 @@ type Config struct {
 	// on the first start and remembered in Dir/ports.json.
 	ClientURL string
 	PeerURL   string
-	// Logger receives etcd's warnings and errors; nil means slog.Default().
+	// Logger receives etcd's warnings and errors; nil means slog.Default()
+	// with component=etcd.
 	Logger *slog.Logger
 }
 
@@ -83,16 +83,16 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 	}
 	clientURL, err := url.Parse(p.ClientURL)
 	if err != nil {
-		return nil, fmt.Errorf("embedetcd: client url %q: %w", p.ClientURL, errors.Join(errdefs.ErrInvalidArgument, err))
+		return nil, fmt.Errorf("embedetcd: client url %q: %w: %w", p.ClientURL, errdefs.ErrInvalidArgument, err)
 	}
 	peerURL, err := url.Parse(p.PeerURL)
 	if err != nil {
-		return nil, fmt.Errorf("embedetcd: peer url %q: %w", p.PeerURL, errors.Join(errdefs.ErrInvalidArgument, err))
+		return nil, fmt.Errorf("embedetcd: peer url %q: %w: %w", p.PeerURL, errdefs.ErrInvalidArgument, err)
 	}
 
 	lg := cfg.Logger
 	if lg == nil {
-		lg = slog.Default()
+		lg = slog.Default().With("component", "etcd")
 	}
 	ec := embed.NewConfig()
 	ec.Name = memberName
@@ -107,13 +107,13 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 	ec.EnableGRPCGateway = false
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = compactionRetention
-	// etcd logs a lot at info; only warnings and worse reach Berth's log.
 	// NewConfig leaves this 0, which makes etcd warn about every request.
 	ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
+	// etcd logs a lot at info; only warnings and worse reach Berth's log.
 	ec.LogLevel = "warn"
 	closing := new(atomic.Bool)
 	demote := func(msg string) bool { return closing.Load() || expectedWarnings[msg] }
-	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(lg.With("component", "etcd"), zapcore.WarnLevel, demote)))
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(newSlogCore(lg, zapcore.WarnLevel, demote)))
 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedetcd: start in %s: %w", cfg.Dir, err)

@@ -34,7 +34,7 @@ func resolvePorts(dir, clientURL, peerURL string) (ports, error) {
 		return ports{}, fmt.Errorf("embedetcd: read %s: %w", path, err)
 	default:
 		if err := json.Unmarshal(b, &stored); err != nil {
-			return ports{}, fmt.Errorf("embedetcd: parse %s: %w", path, errors.Join(errdefs.ErrDataLoss, err))
+			return ports{}, fmt.Errorf("embedetcd: parse %s: %w: %w", path, errdefs.ErrDataLoss, err)
 		}
 	}
 
