@@ -34,7 +34,13 @@ type ContainerGroup struct {
 	CreatedAt  time.Time `json:"createdAt"`
 	// Deleting is set when a delete was accepted; the agent tears the group
 	// down and then removes it from the store.
-	Deleting bool      `json:"deleting,omitempty"`
+	Deleting bool `json:"deleting,omitempty"`
+	// Stopped is set by a stop: the agent kills the containers and frees
+	// the group's node resources but keeps the group. A start clears it.
+	Stopped bool `json:"stopped,omitempty"`
+	// Restarts counts restart requests: the agent restarts every container
+	// of the group in place when it changes.
+	Restarts int64     `json:"restarts,omitempty"`
 	Spec     GroupSpec `json:"spec"`
 }
 
@@ -44,7 +50,74 @@ type GroupSpec struct {
 	RestartPolicy string      `json:"restartPolicy"`
 	SKU           string      `json:"sku,omitempty"`
 	Containers    []Container `json:"containers"`
-	IPAddress     *IPAddress  `json:"ipAddress,omitempty"`
+	// InitContainers run to completion, in order, before Containers start.
+	InitContainers []Container          `json:"initContainers,omitempty"`
+	IPAddress      *IPAddress           `json:"ipAddress,omitempty"`
+	Volumes        []Volume             `json:"volumes,omitempty"`
+	Registries     []RegistryCredential `json:"registries,omitempty"`
+	DNSConfig      *DNSConfig           `json:"dnsConfig,omitempty"`
+}
+
+// Volume is a group volume; exactly one kind is set.
+type Volume struct {
+	Name     string `json:"name"`
+	EmptyDir bool   `json:"emptyDir,omitempty"`
+	// Secret maps file names to their contents (decoded from base64).
+	Secret  map[string][]byte `json:"secret,omitempty"`
+	GitRepo *GitRepoVolume    `json:"gitRepo,omitempty"`
+}
+
+// GitRepoVolume is a git repository cloned into the volume.
+type GitRepoVolume struct {
+	Repository string `json:"repository"`
+	Directory  string `json:"directory,omitempty"`
+	Revision   string `json:"revision,omitempty"`
+}
+
+// VolumeMount mounts a group volume into a container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// RegistryCredential authenticates pulls from one registry.
+type RegistryCredential struct {
+	Server   string `json:"server"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// DNSConfig becomes the containers' resolv.conf.
+type DNSConfig struct {
+	NameServers   []string `json:"nameServers"`
+	SearchDomains string   `json:"searchDomains,omitempty"`
+	Options       string   `json:"options,omitempty"`
+}
+
+// Probe checks a container: by running a command or by an HTTP GET.
+type Probe struct {
+	Exec                []string `json:"exec,omitempty"`
+	HTTPGet             *HTTPGet `json:"httpGet,omitempty"`
+	InitialDelaySeconds int32    `json:"initialDelaySeconds,omitempty"`
+	PeriodSeconds       int32    `json:"periodSeconds,omitempty"`
+	FailureThreshold    int32    `json:"failureThreshold,omitempty"`
+	SuccessThreshold    int32    `json:"successThreshold,omitempty"`
+	TimeoutSeconds      int32    `json:"timeoutSeconds,omitempty"`
+}
+
+// HTTPGet is an HTTP probe against the container's own address.
+type HTTPGet struct {
+	Port    int32        `json:"port"`
+	Path    string       `json:"path,omitempty"`
+	Scheme  string       `json:"scheme,omitempty"`
+	Headers []HTTPHeader `json:"headers,omitempty"`
+}
+
+// HTTPHeader is one header of an HTTP probe.
+type HTTPHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // Restart policies.
@@ -62,6 +135,10 @@ type Container struct {
 	Ports     []Port    `json:"ports,omitempty"`
 	Env       []EnvVar  `json:"env,omitempty"`
 	Resources Resources `json:"resources"`
+	// VolumeMounts name volumes of the group.
+	VolumeMounts   []VolumeMount `json:"volumeMounts,omitempty"`
+	LivenessProbe  *Probe        `json:"livenessProbe,omitempty"`
+	ReadinessProbe *Probe        `json:"readinessProbe,omitempty"`
 }
 
 // EnvVar is an environment variable. A secure one reaches the container but
