@@ -46,6 +46,9 @@ type ContainerProperties struct {
 	Ports                []ContainerPort        `json:"ports,omitempty"`
 	EnvironmentVariables []EnvironmentVariable  `json:"environmentVariables"`
 	Resources            *ResourceRequirements  `json:"resources,omitempty"`
+	VolumeMounts         []VolumeMount          `json:"volumeMounts,omitempty"`
+	LivenessProbe        *ContainerProbe        `json:"livenessProbe,omitempty"`
+	ReadinessProbe       *ContainerProbe        `json:"readinessProbe,omitempty"`
 	InstanceView         *ContainerInstanceView `json:"instanceView,omitempty"`
 }
 

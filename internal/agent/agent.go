@@ -178,12 +178,18 @@ func (a *Agent) resync(ctx context.Context) {
 			}
 		}
 	}
-	for _, sub := range []string{"groups", "logs"} {
-		entries, _ := os.ReadDir(filepath.Join(a.opts.Dir, sub))
-		for _, e := range entries {
-			if !live[e.Name()] {
-				_ = os.RemoveAll(filepath.Join(a.opts.Dir, sub, e.Name()))
+	entries, _ := os.ReadDir(filepath.Join(a.opts.Dir, "groups"))
+	for _, e := range entries {
+		if !live[e.Name()] {
+			if err := a.removeGroupDir(e.Name()); err != nil {
+				a.log.Warn("collect group files", "uid", e.Name(), "err", err)
 			}
+		}
+	}
+	entries, _ = os.ReadDir(filepath.Join(a.opts.Dir, "logs"))
+	for _, e := range entries {
+		if !live[e.Name()] {
+			_ = os.RemoveAll(filepath.Join(a.opts.Dir, "logs", e.Name()))
 		}
 	}
 }
@@ -287,7 +293,7 @@ func (a *Agent) releaseGroup(ctx context.Context, uid string) error {
 	if err := a.opts.Network.Teardown(ctx, uid); err != nil {
 		return fmt.Errorf("tear down network of %s: %w", uid, err)
 	}
-	if err := os.RemoveAll(a.groupDir(uid)); err != nil {
+	if err := a.removeGroupDir(uid); err != nil {
 		return err
 	}
 	return os.RemoveAll(filepath.Join(a.opts.Dir, "logs", uid))
