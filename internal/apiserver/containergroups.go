@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"errors"
+	"reflect"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -60,9 +61,16 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 			return nil, badRequest("InvalidContainerGroupUpdate",
 				fmt.Sprintf("The location of container group '%s' cannot change from '%s' to '%s'. Delete it first and then create a new one.", name, g.Location, loc))
 		}
+		if err := checkUpdate(name, &g.Spec, &spec); err != nil {
+			return nil, err
+		}
 		g.Tags = body.Tags
-		g.Spec = spec
-		g.Generation++
+		// A PUT of the same spec changes tags only; containers keep running.
+		if !reflect.DeepEqual(g.Spec, spec) {
+			g.Spec = spec
+			g.Stopped = false
+			g.Generation++
+		}
 	}
 
 	op := s.newOperation(types.OperationUpdate, &g)

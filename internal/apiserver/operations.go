@@ -26,6 +26,7 @@ func (s *Server) newOperation(kind string, g *types.ContainerGroup) types.Operat
 		GroupKey:     g.Key(),
 		GroupUID:     g.UID,
 		Generation:   g.Generation,
+		Restarts:     g.Restarts,
 		ResourceID:   groupID(g.Subscription, g.ResourceGroup, g.Name),
 		Status:       types.OperationPending,
 		StartTime:    s.now().UTC(),
@@ -105,7 +106,7 @@ func (s *Server) evaluate(r *http.Request, op *types.Operation) (status, code, m
 		return types.OperationCanceled, "OperationCanceled", "The container group was deleted before the operation finished.", nil, nil
 	}
 	st = s.groupStatus(r, &g)
-	if st == nil || st.ObservedGeneration < op.Generation {
+	if st == nil || st.ObservedGeneration < op.Generation || st.ObservedRestarts < op.Restarts {
 		return types.OperationPending, "", "", st, nil
 	}
 	switch st.ProvisioningState {

@@ -89,6 +89,11 @@ func (s *Server) routes() {
 	s.mux.Handle("PUT "+cg, aci(s.wrap(s.putGroup)))
 	s.mux.Handle("GET "+cg, aci(s.wrap(s.getGroup)))
 	s.mux.Handle("DELETE "+cg, aci(s.wrap(s.deleteGroup)))
+	s.mux.Handle("PATCH "+cg, aci(s.wrap(s.patchGroup)))
+	s.mux.Handle("POST "+cg+"/stop", aci(s.wrap(s.stopGroup)))
+	s.mux.Handle("POST "+cg+"/start", aci(s.wrap(s.startGroup)))
+	s.mux.Handle("POST "+cg+"/restart", aci(s.wrap(s.restartGroup)))
+	s.mux.Handle("GET "+cg+"/outboundnetworkdependenciesendpoints", aci(s.wrap(s.outboundDependencies)))
 	s.mux.Handle("GET "+cg+"/containers/{container}/logs", aci(s.wrap(s.containerLogs)))
 	// The operation-status URL is handed out by Berth itself with its own
 	// api-version (2018-06-01, as the real service does), so any is fine.

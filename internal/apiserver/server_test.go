@@ -108,6 +108,14 @@ func (e *env) doAuth(method, path, body, auth string) (int, http.Header, map[str
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var out map[string]any
+	if len(b) > 0 && b[0] == '[' {
+		// A JSON array answer is returned under the key "array".
+		var arr []any
+		if err := json.Unmarshal(b, &arr); err != nil {
+			e.t.Fatalf("%s %s: body is not JSON: %q", method, path, b)
+		}
+		return resp.StatusCode, resp.Header, map[string]any{"array": arr}
+	}
 	if len(b) > 0 {
 		if err := json.Unmarshal(b, &out); err != nil {
 			e.t.Fatalf("%s %s: body is not JSON: %q", method, path, b)
@@ -457,19 +465,112 @@ func TestPutGroup_FailedDeploymentFailsOperation(t *testing.T) {
 	}
 }
 
-func TestPutGroup_UpdateBumpsGeneration(t *testing.T) {
+func TestPutGroup_UpdateRules(t *testing.T) {
 	e := newEnv(t)
 	e.createRG()
 	if code, _, _ := e.do("PUT", cgPath+"g3"+apiV, validGroup); code != http.StatusCreated {
 		t.Fatal("create failed")
 	}
-	code, hdr, body := e.do("PUT", cgPath+"g3"+apiV, strings.Replace(validGroup, `"env": "test"`, `"env": "prod"`, 1))
-	if code != http.StatusOK || hdr.Get("Azure-AsyncOperation") == "" || get(body, "tags", "env") != "prod" {
-		t.Fatalf("update = %d %v", code, body)
+	generation := func() int64 {
+		g, _, err := store.NewTyped[types.ContainerGroup](e.store, types.PrefixGroups).Get(context.Background(), types.GroupKey(sub, "rg1", "g3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g.Generation
 	}
-	g, _, err := store.NewTyped[types.ContainerGroup](e.store, types.PrefixGroups).Get(context.Background(), types.GroupKey(sub, "rg1", "g3"))
-	if err != nil || g.Generation != 2 {
-		t.Fatalf("generation after update = %d (%v), want 2", g.Generation, err)
+	tests := []struct {
+		name     string
+		body     string
+		wantCode int
+		wantErr  string
+		wantGen  int64
+	}{
+		{"a tag change keeps the containers", strings.Replace(validGroup, `"env": "test"`, `"env": "prod"`, 1), 200, "", 1},
+		{"a new image redeploys", strings.Replace(validGroup, `hello:1`, `hello:2`, 1), 200, "", 2},
+		{"new env redeploys", strings.Replace(strings.Replace(validGroup, `hello:1`, `hello:2`, 1), `"value": "hi"`, `"value": "ho"`, 1), 200, "", 3},
+		{"cpu cannot change", strings.Replace(validGroup, `"cpu": 1`, `"cpu": 2`, 1), 400, "InvalidContainerGroupUpdate", 3},
+		{"memory cannot change", strings.Replace(validGroup, `"memoryInGB": 0.5`, `"memoryInGB": 1`, 1), 400, "InvalidContainerGroupUpdate", 3},
+		{"restart policy cannot change", strings.Replace(validGroup, `"osType": "Linux",`, `"osType": "Linux", "restartPolicy": "Never",`, 1), 400, "InvalidContainerGroupUpdate", 3},
+		{"the network cannot change", strings.Replace(validGroup, `"type": "Public"`, `"type": "Private"`, 1), 400, "InvalidContainerGroupUpdate", 3},
+		{"the location cannot change", strings.Replace(validGroup, `"West US"`, `"East US"`, 1), 400, "InvalidContainerGroupUpdate", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, hdr, body := e.do("PUT", cgPath+"g3"+apiV, tt.body)
+			if code != tt.wantCode || errCode(body) != tt.wantErr {
+				t.Fatalf("PUT = %d %v, want %d %q", code, body, tt.wantCode, tt.wantErr)
+			}
+			if code == 200 && hdr.Get("Azure-AsyncOperation") == "" {
+				t.Error("update without an operation header")
+			}
+			if g := generation(); g != tt.wantGen {
+				t.Errorf("generation = %d, want %d", g, tt.wantGen)
+			}
+		})
+	}
+}
+
+func TestGroupOperations(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.createRG()
+	if code, _, _ := e.do("PUT", cgPath+"g4"+apiV, validGroup); code != http.StatusCreated {
+		t.Fatal("create failed")
+	}
+	groups := store.NewTyped[types.ContainerGroup](e.store, types.PrefixGroups)
+	load := func() types.ContainerGroup {
+		g, _, err := groups.Get(ctx, types.GroupKey(sub, "rg1", "g4"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+
+	code, _, body := e.do("PATCH", cgPath+"g4"+apiV, `{"tags":{"team":"a"}}`)
+	if code != http.StatusOK || get(body, "tags", "team") != "a" || load().Generation != 1 {
+		t.Fatalf("PATCH = %d %v (generation %d)", code, body, load().Generation)
+	}
+
+	if code, _, _ := e.do("POST", cgPath+"g4/start"+apiV, ""); code != http.StatusNoContent {
+		t.Fatalf("start of a running group = %d, want 204", code)
+	}
+	code, hdr, _ := e.do("POST", cgPath+"g4/restart"+apiV, "")
+	if code != http.StatusNoContent || load().Restarts != 1 || hdr.Get("Azure-AsyncOperation") == "" {
+		t.Fatalf("restart = %d, restarts %d, header %q", code, load().Restarts, hdr.Get("Azure-AsyncOperation"))
+	}
+	restartOp := strings.TrimPrefix(hdr.Get("Azure-AsyncOperation"), e.srv.URL)
+	g := load()
+	st := types.GroupStatus{UID: g.UID, ObservedGeneration: 1, ProvisioningState: "Succeeded"}
+	statuses := store.NewTyped[types.GroupStatus](e.store, types.PrefixGroupStatus)
+	if _, err := statuses.Put(ctx, g.Key(), st); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, op := e.do("GET", restartOp, ""); op["status"] != "Pending" {
+		t.Fatalf("restart operation before the agent restarted = %v", op["status"])
+	}
+	st.ObservedRestarts = 1
+	if _, err := statuses.Put(ctx, g.Key(), st); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, op := e.do("GET", restartOp, ""); op["status"] != "Succeeded" {
+		t.Fatalf("restart operation after the agent restarted = %v", op["status"])
+	}
+
+	if code, _, _ := e.do("POST", cgPath+"g4/stop"+apiV, ""); code != http.StatusNoContent || !load().Stopped {
+		t.Fatalf("stop = %d, stopped %v", code, load().Stopped)
+	}
+	if code, _, body := e.do("POST", cgPath+"g4/restart"+apiV, ""); code != http.StatusConflict || errCode(body) != "ContainerGroupStopped" {
+		t.Fatalf("restart of a stopped group = %d %v", code, body)
+	}
+	code, hdr, _ = e.do("POST", cgPath+"g4/start"+apiV, "")
+	if code != http.StatusAccepted || hdr.Get("Azure-AsyncOperation") == "" || load().Stopped || load().Generation != 2 {
+		t.Fatalf("start = %d, header %q, group %+v", code, hdr.Get("Azure-AsyncOperation"), load())
+	}
+	if code, _, body := e.do("GET", cgPath+"g4/outboundNetworkDependenciesEndpoints"+apiV, ""); code != http.StatusOK || body == nil || len(body["array"].([]any)) != 0 {
+		t.Fatalf("outbound dependencies = %d %v", code, body)
+	}
+	if code, _, body := e.do("POST", cgPath+"nope/stop"+apiV, ""); code != http.StatusNotFound || errCode(body) != "ResourceNotFound" {
+		t.Fatalf("stop of a missing group = %d %v", code, body)
 	}
 }
 

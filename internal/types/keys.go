@@ -13,9 +13,11 @@ const (
 
 // Operation kinds.
 const (
-	OperationCreate = "create"
-	OperationUpdate = "update"
-	OperationDelete = "delete"
+	OperationCreate  = "create"
+	OperationUpdate  = "update"
+	OperationDelete  = "delete"
+	OperationStart   = "start"
+	OperationRestart = "restart"
 )
 
 // Operation statuses, as the Azure-AsyncOperation contract names them.
@@ -36,6 +38,7 @@ type Operation struct {
 	GroupKey     string    `json:"groupKey"`
 	GroupUID     string    `json:"groupUID"`
 	Generation   int64     `json:"generation"`
+	Restarts     int64     `json:"restarts,omitempty"`
 	ResourceID   string    `json:"resourceID"`
 	Status       string    `json:"status"`
 	ErrorCode    string    `json:"errorCode,omitempty"`

@@ -34,7 +34,13 @@ const (
 type GroupStatus struct {
 	UID                string `json:"uid"`
 	ObservedGeneration int64  `json:"observedGeneration"`
-	ProvisioningState  string `json:"provisioningState"`
+	// ObservedRestarts is the restart request last carried out.
+	ObservedRestarts int64 `json:"observedRestarts,omitempty"`
+	// InitRun names the run (generation.restarts) the init containers
+	// last ran for, and InitCompleted how many of them finished in it.
+	InitRun           string `json:"initRun,omitempty"`
+	InitCompleted     int    `json:"initCompleted,omitempty"`
+	ProvisioningState string `json:"provisioningState"`
 	// ErrorCode and ErrorMessage explain a Failed provisioning state.
 	ErrorCode    string            `json:"errorCode,omitempty"`
 	ErrorMessage string            `json:"errorMessage,omitempty"`
