@@ -104,8 +104,27 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 		}
 		spec.Containers = append(spec.Containers, c)
 	}
-	if len(p.InitContainers) > 0 {
-		return spec, badRequest("InitContainersNotSupported", "Init containers are not supported yet.")
+	for _, wc := range p.InitContainers {
+		c, err := initContainerFromWire(group, &wc)
+		if err != nil {
+			return spec, err
+		}
+		if seen[c.Name] {
+			return spec, badRequest("DuplicateContainerName",
+				fmt.Sprintf("The container name '%s' is used more than once in container group '%s'.", c.Name, group))
+		}
+		seen[c.Name] = true
+		spec.InitContainers = append(spec.InitContainers, c)
+	}
+	var total types.ResourceList
+	for _, c := range spec.Containers {
+		total.CPU += c.Resources.Requests.CPU
+		total.MemoryGB += c.Resources.Requests.MemoryGB
+	}
+	if total.CPU > maxCPU || total.MemoryGB > maxMemoryGB {
+		return spec, badRequest("ContainerGroupResourcesExceeded",
+			fmt.Sprintf("The container group '%s' requests %g CPU and %g GB in total; a group may request at most %g CPU and %g GB.",
+				group, total.CPU, total.MemoryGB, maxCPU, maxMemoryGB))
 	}
 	if ip := p.IPAddress; ip != nil {
 		a := &types.IPAddress{DNSNameLabel: ip.DNSNameLabel}
@@ -151,11 +170,16 @@ func containerFromWire(group string, wc *armv1.Container) (types.Container, erro
 	}
 	c.Image = strings.TrimSpace(p.Image)
 	c.Command = p.Command
+	dup := map[types.Port]bool{}
 	for _, wp := range p.Ports {
 		port, err := portFromWire(wp.Port, wp.Protocol, "containers.ports")
 		if err != nil {
 			return c, err
 		}
+		if dup[port] {
+			return c, badRequest("DuplicatePort", fmt.Sprintf("The port '%d' (%s) is declared more than once by container '%s' in container group '%s'.", port.Port, port.Protocol, wc.Name, group))
+		}
+		dup[port] = true
 		c.Ports = append(c.Ports, port)
 	}
 	for _, e := range p.EnvironmentVariables {
@@ -181,7 +205,32 @@ func containerFromWire(group string, wc *armv1.Container) (types.Container, erro
 		return c, err
 	}
 	c.Resources = res
+	if c.LivenessProbe, err = probeFromWire(group, wc.Name, "liveness", p.LivenessProbe); err != nil {
+		return c, err
+	}
+	if c.ReadinessProbe, err = probeFromWire(group, wc.Name, "readiness", p.ReadinessProbe); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// initContainerFromWire converts an init container: image, command,
+// environment and volume mounts only; it shares the group's resources.
+func initContainerFromWire(group string, wc *armv1.Container) (types.Container, error) {
+	if wc.Properties != nil {
+		p := *wc.Properties
+		if p.Ports != nil || p.LivenessProbe != nil || p.ReadinessProbe != nil {
+			return types.Container{}, badRequest("InvalidInitContainer",
+				fmt.Sprintf("The init container '%s' in container group '%s' cannot have ports or probes.", wc.Name, group))
+		}
+		// Resources of init containers are ignored, as in ACI: they run
+		// within the group's.
+		p.Resources = &armv1.ResourceRequirements{Requests: &armv1.ResourceRequests{CPU: ptr(1.0), MemoryInGB: ptr(1.0)}}
+		wc = &armv1.Container{Name: wc.Name, Properties: &p}
+	}
+	c, err := containerFromWire(group, wc)
+	c.Resources = types.Resources{}
+	return c, err
 }
 
 func resourcesFromWire(group, container string, r *armv1.ResourceRequirements) (types.Resources, error) {
@@ -256,6 +305,11 @@ func groupToWire(g *types.ContainerGroup, st *types.GroupStatus, withInstanceVie
 	for _, c := range g.Spec.Containers {
 		props.Containers = append(props.Containers, containerToWire(&c, st, withInstanceView))
 	}
+	for _, c := range g.Spec.InitContainers {
+		w := containerToWire(&c, st, withInstanceView)
+		w.Properties.Resources = nil
+		props.InitContainers = append(props.InitContainers, w)
+	}
 	if ip := g.Spec.IPAddress; ip != nil {
 		w := &armv1.IPAddress{Type: ip.Type, DNSNameLabel: ip.DNSNameLabel}
 		for _, p := range ip.Ports {
@@ -311,6 +365,8 @@ func containerToWire(c *types.Container, st *types.GroupStatus, withInstanceView
 	for _, port := range c.Ports {
 		p.Ports = append(p.Ports, armv1.ContainerPort{Port: ptr(port.Port), Protocol: port.Protocol})
 	}
+	p.LivenessProbe = probeToWire(c.LivenessProbe)
+	p.ReadinessProbe = probeToWire(c.ReadinessProbe)
 	for _, e := range c.Env {
 		w := armv1.EnvironmentVariable{Name: e.Name}
 		if !e.Secure {

@@ -302,6 +302,15 @@ func TestPutGroup_ValidationStoresNothing(t *testing.T) {
 		{"env with value and secure value", "g1", mutate(`{"name": "GREETING", "value": "hi"}`, `{"name": "GREETING", "value": "hi", "secureValue": "x"}`), "InvalidEnvironmentVariable"},
 		{"no containers", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[]}}`, "NoContainersInContainerGroup"},
 		{"no properties", "g1", `{"location":"westus"}`, "MissingRequiredProperty"},
+		{"a port declared twice", "g1", mutate(`"ports": [{"port": 80}]`, `"ports": [{"port": 80}, {"port": 80, "protocol": "tcp"}]`), "DuplicatePort"},
+		{"more cpu than a group may have", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
+			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":3,"memoryInGB":1}}}},
+			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}}]}}`, "ContainerGroupResourcesExceeded"},
+		{"probe without exec or httpGet", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "livenessProbe": {"periodSeconds": 5},`), "InvalidProbe"},
+		{"probe with period 0", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 0},`), "InvalidProbe"},
+		{"init container with ports", "g1", mutate(`"ipAddress"`, `"initContainers": [{"name": "init", "properties": {"image": "i", "ports": [{"port": 1}]}}], "ipAddress"`), "InvalidInitContainer"},
+		{"init container named like a container", "g1", mutate(`"ipAddress"`, `"initContainers": [{"name": "web", "properties": {"image": "i"}}], "ipAddress"`), "DuplicateContainerName"},
+		{"init container without image", "g1", mutate(`"ipAddress"`, `"initContainers": [{"name": "init", "properties": {}}], "ipAddress"`), "InvalidContainerImage"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
