@@ -23,14 +23,17 @@ type ContainerGroup struct {
 
 // ContainerGroupProperties is the group's properties object.
 type ContainerGroupProperties struct {
-	ProvisioningState string        `json:"provisioningState,omitempty"`
-	Containers        []Container   `json:"containers"`
-	OSType            string        `json:"osType,omitempty"`
-	RestartPolicy     string        `json:"restartPolicy,omitempty"`
-	IPAddress         *IPAddress    `json:"ipAddress,omitempty"`
-	SKU               string        `json:"sku,omitempty"`
-	InitContainers    []Container   `json:"initContainers"`
-	InstanceView      *InstanceView `json:"instanceView,omitempty"`
+	ProvisioningState        string                    `json:"provisioningState,omitempty"`
+	Containers               []Container               `json:"containers"`
+	OSType                   string                    `json:"osType,omitempty"`
+	RestartPolicy            string                    `json:"restartPolicy,omitempty"`
+	IPAddress                *IPAddress                `json:"ipAddress,omitempty"`
+	SKU                      string                    `json:"sku,omitempty"`
+	InitContainers           []Container               `json:"initContainers"`
+	InstanceView             *InstanceView             `json:"instanceView,omitempty"`
+	Volumes                  []Volume                  `json:"volumes,omitempty"`
+	ImageRegistryCredentials []ImageRegistryCredential `json:"imageRegistryCredentials,omitempty"`
+	DNSConfig                *DNSConfig                `json:"dnsConfig,omitempty"`
 }
 
 // Container is one container of a group.

@@ -5,7 +5,7 @@ type Volume struct {
 	Name      string            `json:"name"`
 	AzureFile *AzureFileVolume  `json:"azureFile,omitempty"`
 	EmptyDir  any               `json:"emptyDir,omitempty"`
-	Secret    map[string]string `json:"secret,omitempty"`
+	Secret    map[string]string `json:"secret,omitzero"` // {} in responses
 	GitRepo   *GitRepoVolume    `json:"gitRepo,omitempty"`
 }
 

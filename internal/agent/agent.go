@@ -44,6 +44,7 @@ type containerRuntime interface {
 	List(ctx context.Context) ([]runtime.Info, error)
 	Wait(ctx context.Context, id string) (<-chan runtime.Exit, error)
 	Remove(ctx context.Context, id string, grace time.Duration) error
+	Exec(ctx context.Context, id string, spec runtime.ExecSpec) (uint32, error)
 }
 
 type groupNetwork interface {
@@ -79,8 +80,10 @@ type Agent struct {
 	queue *queue
 	now   func() time.Time
 
-	mu      sync.Mutex
-	waiting map[string]bool // container ids with an exit watcher
+	mu            sync.Mutex
+	waiting       map[string]bool // container ids with an exit watcher
+	pendingEvents map[string][]pendingEvent
+	probes        probeSet
 }
 
 // New returns an agent; Run starts it.
@@ -97,7 +100,7 @@ func New(opts Options) *Agent {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Agent{opts: opts, log: opts.Logger, queue: newQueue(), now: time.Now, waiting: map[string]bool{}}
+	return &Agent{opts: opts, log: opts.Logger, queue: newQueue(), now: time.Now, waiting: map[string]bool{}, pendingEvents: map[string][]pendingEvent{}}
 }
 
 // Run reconciles until ctx ends. Containers keep running when it returns:
@@ -217,6 +220,12 @@ func (a *Agent) after(ctx context.Context, d time.Duration, key string) {
 	})
 }
 
+// runKey names one run of a group: a new generation (an update or a
+// start) or a restart request begins a new run with fresh containers.
+func runKey(g *types.ContainerGroup) string {
+	return fmt.Sprintf("%d.%d", g.Generation, g.Restarts)
+}
+
 // reconcile converges one group.
 func (a *Agent) reconcile(ctx context.Context, key string) error {
 	g, err := a.opts.Plane.GetGroup(ctx, key)
@@ -234,7 +243,7 @@ func (a *Agent) reconcile(ctx context.Context, key string) error {
 		}
 	}
 	if g == nil || g.Deleting {
-		if err := a.teardown(ctx, mine); err != nil {
+		if err := a.teardown(ctx, mine, ""); err != nil {
 			return err
 		}
 		if g != nil {
@@ -248,28 +257,81 @@ func (a *Agent) reconcile(ctx context.Context, key string) error {
 		}
 		return nil
 	}
-	// Containers of an older incarnation, or of an older spec, go first.
+
+	st, err := a.opts.Plane.GetStatus(ctx, key)
+	if err != nil {
+		return err
+	}
+	if st == nil || st.UID != g.UID {
+		st = &types.GroupStatus{UID: g.UID, ProvisioningState: types.ProvisioningCreating}
+	}
+	// Containers of an older incarnation, an older run, or of a stopped
+	// group go; the group's network stays unless the group stopped.
 	var stale, current []runtime.Info
 	for _, info := range mine {
-		if info.Labels[runtime.LabelGroupUID] != g.UID || info.Labels[runtime.LabelGeneration] != fmt.Sprint(g.Generation) {
+		if g.Stopped || info.Labels[runtime.LabelGroupUID] != g.UID || info.Labels[runtime.LabelRun] != runKey(g) {
 			stale = append(stale, info)
+			if info.Labels[runtime.LabelGroupUID] == g.UID {
+				a.killing(st, info)
+			}
 		} else {
 			current = append(current, info)
 		}
 	}
-	if err := a.teardown(ctx, stale); err != nil {
+	if err := a.teardown(ctx, stale, g.UID); err != nil {
 		return err
 	}
-	return a.ensure(ctx, g, current)
+	if g.Stopped {
+		return a.stopped(ctx, g, st)
+	}
+	return a.ensure(ctx, g, st, current)
+}
+
+// killing records that a container of the group is being stopped.
+func (a *Agent) killing(st *types.GroupStatus, info runtime.Info) {
+	name := info.Labels[runtime.LabelContainer]
+	cs := st.Container(name)
+	if cs == nil {
+		return
+	}
+	if cs.Current.State == types.ContainerRunning {
+		cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "Killing", "Killing container with id "+info.ID+".", "Normal")
+		prev := cs.Current
+		cs.Previous = &prev
+		code := int32(137)
+		cs.Current = types.ContainerState{State: types.ContainerTerminated, StartTime: prev.StartTime, FinishTime: a.now().UTC(), ExitCode: &code, DetailStatus: "Killed"}
+	}
+	cs.Ready = false
+}
+
+// stopped frees a stopped group's node resources (network and volumes;
+// logs stay) and reports it Stopped.
+func (a *Agent) stopped(ctx context.Context, g *types.ContainerGroup, st *types.GroupStatus) error {
+	if err := a.opts.Network.Teardown(ctx, g.UID); err != nil {
+		return fmt.Errorf("tear down network of %s: %w", g.UID, err)
+	}
+	if err := a.removeGroupDir(g.UID); err != nil {
+		return err
+	}
+	if st.State == types.GroupStopped {
+		return nil
+	}
+	st.State = types.GroupStopped
+	st.IP = ""
+	st.InitRun = ""
+	st.Events = types.AddEvent(st.Events, a.now().UTC(), "Stopped", "Stopped container group", "Normal")
+	a.log.Info("group stopped", "group", g.Key())
+	return a.report(ctx, g.Key(), st)
 }
 
 // teardown removes containers and, for every group incarnation they
-// belonged to, the network namespace and files.
-func (a *Agent) teardown(ctx context.Context, infos []runtime.Info) error {
+// belonged to other than keep, the network namespace and files.
+func (a *Agent) teardown(ctx context.Context, infos []runtime.Info, keep string) error {
 	uids := map[string]bool{}
 	var errs []error
 	for _, info := range infos {
 		uids[info.Labels[runtime.LabelGroupUID]] = true
+		a.stopProbes(info.ID)
 		if err := a.opts.Runtime.Remove(ctx, info.ID, a.opts.StopGrace); err != nil {
 			errs = append(errs, fmt.Errorf("remove container %s: %w", info.ID, err))
 		}
@@ -278,6 +340,9 @@ func (a *Agent) teardown(ctx context.Context, infos []runtime.Info) error {
 		return err
 	}
 	for uid := range uids {
+		if uid == keep {
+			continue
+		}
 		if err := a.releaseGroup(ctx, uid); err != nil {
 			return err
 		}
@@ -313,16 +378,8 @@ func containerID(uid, name string) string {
 }
 
 // ensure brings a group to its desired state and reports it.
-func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, current []runtime.Info) error {
+func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.GroupStatus, current []runtime.Info) error {
 	key := g.Key()
-	prev, err := a.opts.Plane.GetStatus(ctx, key)
-	if err != nil {
-		return err
-	}
-	st := &types.GroupStatus{UID: g.UID, ProvisioningState: types.ProvisioningCreating}
-	if prev != nil && prev.UID == g.UID {
-		st = prev
-	}
 	if st.ObservedGeneration == g.Generation && st.ProvisioningState == types.ProvisioningFailed {
 		return nil // a failed deployment stays failed until the user changes the group
 	}
@@ -338,6 +395,7 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, current []r
 	fail := func(code, msg string) error {
 		st.ProvisioningState = types.ProvisioningFailed
 		st.ObservedGeneration = g.Generation
+		st.ObservedRestarts = g.Restarts
 		st.ErrorCode, st.ErrorMessage = code, msg
 		st.State = types.GroupFailed
 		st.Events = types.AddEvent(st.Events, a.now().UTC(), "Failed", msg, "Warning")
@@ -353,50 +411,146 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, current []r
 	if err := a.writeGroupFiles(g, att); err != nil {
 		return err
 	}
+	if err := a.prepareVolumes(ctx, g); err != nil {
+		var fe *failure
+		if errors.As(err, &fe) {
+			return fail(fe.code, fe.msg)
+		}
+		return err
+	}
 
 	var requeue time.Duration
-	for _, c := range g.Spec.Containers {
-		cs := st.Container(c.Name)
-		if cs == nil {
-			st.Containers = append(st.Containers, types.ContainerStatus{Name: c.Name, Current: types.ContainerState{State: types.ContainerWaiting}})
-			cs = &st.Containers[len(st.Containers)-1]
+	wake := func(d time.Duration) {
+		if d > 0 && (requeue == 0 || d < requeue) {
+			requeue = d
 		}
+	}
+
+	// Init containers run one after the other, each to success, before any
+	// main container starts.
+	run := runKey(g)
+	if st.InitRun != run {
+		st.InitRun, st.InitCompleted = run, 0
+	}
+	for st.InitCompleted < len(g.Spec.InitContainers) {
+		c := &g.Spec.InitContainers[st.InitCompleted]
+		cs := a.containerStatus(st, c.Name, true)
 		id := containerID(g.UID, c.Name)
 		info, exists := byID[id]
-		if exists {
-			cs.Current = containerState(info)
-			restart, wait := restartDue(g.Spec.RestartPolicy, cs.Current, cs.RestartCount, a.now())
-			if !restart {
-				a.watch(ctx, key, id)
-				continue
+		if !exists {
+			if err := a.startContainer(ctx, g, c, cs, att, initResources(g)); err != nil {
+				return a.startFailed(err, fail)
 			}
-			if wait > 0 {
-				if requeue == 0 || wait < requeue {
-					requeue = wait
-				}
-				continue
-			}
+			a.watch(ctx, key, id)
+			break
+		}
+		cs.Current = a.observe(info, cs)
+		if cs.Current.State != types.ContainerTerminated {
+			a.watch(ctx, key, id)
+			break
+		}
+		if *cs.Current.ExitCode == 0 {
 			if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
 				return err
 			}
-			prevState := cs.Current
-			cs.Previous = &prevState
-			cs.RestartCount++
+			st.InitCompleted++
+			continue
 		}
-		if err := a.startContainer(ctx, g, &c, cs, att); err != nil {
-			var fe *failure
-			if errors.As(err, &fe) {
-				return fail(fe.code, fe.msg)
-			}
+		restart, wait := restartDue(g.Spec.RestartPolicy, cs.Current, cs.RestartCount, a.now())
+		if !restart {
+			return fail("InitContainerFailed", fmt.Sprintf("The init container '%s' of container group '%s' exited with code %d.", c.Name, g.Name, *cs.Current.ExitCode))
+		}
+		if wait > 0 {
+			cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "BackOff", "Back-off restarting failed container", "Warning")
+			wake(wait)
+			break
+		}
+		if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
 			return err
 		}
+		cs.RestartCount++
+		if err := a.startContainer(ctx, g, c, cs, att, initResources(g)); err != nil {
+			return a.startFailed(err, fail)
+		}
+		a.watch(ctx, key, id)
+		break
+	}
+	if st.InitCompleted < len(g.Spec.InitContainers) {
+		st.State = types.GroupPending
+		wake(requeue)
+		if requeue > 0 {
+			a.after(ctx, requeue, key)
+		}
+		return a.report(ctx, key, st)
+	}
+
+	for i := range g.Spec.Containers {
+		c := &g.Spec.Containers[i]
+		cs := a.containerStatus(st, c.Name, false)
+		id := containerID(g.UID, c.Name)
+		info, exists := byID[id]
+		if exists {
+			cs.Current = a.observe(info, cs)
+			if a.unhealthy(id) && cs.Current.State == types.ContainerRunning {
+				// A failed liveness probe kills the container; the restart
+				// policy decides what follows.
+				cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "Killing", "Container "+c.Name+" failed liveness probe, will be restarted", "Normal")
+				a.stopProbes(id)
+				if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
+					return err
+				}
+				code := int32(137)
+				cs.Current = types.ContainerState{State: types.ContainerTerminated, StartTime: cs.Current.StartTime, FinishTime: a.now().UTC(), ExitCode: &code, DetailStatus: "Unhealthy"}
+				exists = false
+				if g.Spec.RestartPolicy == types.RestartNever {
+					cs.Ready = false
+					continue
+				}
+			}
+		}
+		if exists {
+			restart, wait := restartDue(g.Spec.RestartPolicy, cs.Current, cs.RestartCount, a.now())
+			if !restart {
+				cs.Ready = cs.Current.State == types.ContainerRunning && a.ready(id, c)
+				if cs.Current.State == types.ContainerRunning {
+					a.ensureProbes(ctx, key, id, c, st.IP)
+				}
+				a.watch(ctx, key, id)
+				continue
+			}
+			cs.Ready = false
+			if wait > 0 {
+				cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "BackOff", "Back-off restarting failed container", "Warning")
+				wake(wait)
+				continue
+			}
+			a.stopProbes(id)
+			if err := a.opts.Runtime.Remove(ctx, id, a.opts.StopGrace); err != nil {
+				return err
+			}
+			cs.RestartCount++
+		} else if cs.Current.State == types.ContainerTerminated && cs.Current.DetailStatus == "Unhealthy" {
+			if restart, wait := restartDue(g.Spec.RestartPolicy, cs.Current, cs.RestartCount, a.now()); !restart {
+				continue
+			} else if wait > 0 {
+				wake(wait)
+				continue
+			}
+			cs.RestartCount++
+		}
+		if err := a.startContainer(ctx, g, c, cs, att, c.Resources.Effective()); err != nil {
+			return a.startFailed(err, fail)
+		}
+		cs.Ready = a.ready(id, c)
+		a.ensureProbes(ctx, key, id, c, st.IP)
 		a.watch(ctx, key, id)
 	}
 
-	st.State = groupState(g.Spec.RestartPolicy, st.Containers)
-	if st.ObservedGeneration < g.Generation || st.ProvisioningState != types.ProvisioningSucceeded {
+	st.State = groupState(g.Spec.RestartPolicy, mainStatuses(st))
+	if st.ObservedGeneration < g.Generation || st.ObservedRestarts < g.Restarts || st.ProvisioningState != types.ProvisioningSucceeded {
 		st.ProvisioningState = types.ProvisioningSucceeded
 		st.ObservedGeneration = g.Generation
+		st.ObservedRestarts = g.Restarts
 		a.log.Info("group running", "group", key, "ip", st.IP)
 	}
 	if requeue > 0 {
@@ -405,16 +559,76 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, current []r
 	return a.report(ctx, key, st)
 }
 
+// containerStatus returns the status entry of a container, adding it.
+func (a *Agent) containerStatus(st *types.GroupStatus, name string, init bool) *types.ContainerStatus {
+	if cs := st.Container(name); cs != nil {
+		return cs
+	}
+	st.Containers = append(st.Containers, types.ContainerStatus{Name: name, Init: init, Current: types.ContainerState{State: types.ContainerWaiting}})
+	return &st.Containers[len(st.Containers)-1]
+}
+
+// mainStatuses are the statuses of the main containers, which alone decide
+// the group's state.
+func mainStatuses(st *types.GroupStatus) []types.ContainerStatus {
+	var out []types.ContainerStatus
+	for _, c := range st.Containers {
+		if !c.Init {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// observe maps what containerd reports, noting an out-of-memory kill the
+// way ACI does: exit code 137 and an event.
+func (a *Agent) observe(info runtime.Info, cs *types.ContainerStatus) types.ContainerState {
+	state := containerState(info)
+	if state.State == types.ContainerTerminated && *state.ExitCode == 137 && oomKilled(info.ID) {
+		state.DetailStatus = "OOMKilled"
+		if cs.Current.State != types.ContainerTerminated || cs.Current.DetailStatus != "OOMKilled" || !cs.Current.FinishTime.Equal(state.FinishTime) {
+			cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "OOMKilled",
+				"Container "+cs.Name+" exceeded its memory limit and was killed", "Warning")
+		}
+	}
+	return state
+}
+
+// initResources is what an init container may use: the group's limits.
+func initResources(g *types.ContainerGroup) types.ResourceList {
+	var total types.ResourceList
+	for _, c := range g.Spec.Containers {
+		l := c.Resources.Effective()
+		total.CPU += l.CPU
+		total.MemoryGB += l.MemoryGB
+	}
+	return total
+}
+
+// startFailed fails the group for a user error and retries anything else.
+func (a *Agent) startFailed(err error, fail func(code, msg string) error) error {
+	var fe *failure
+	if errors.As(err, &fe) {
+		return fail(fe.code, fe.msg)
+	}
+	return err
+}
+
 // failure is a deployment error the user has to fix: it fails the group
 // instead of being retried.
 type failure struct{ code, msg string }
 
 func (f *failure) Error() string { return f.code + ": " + f.msg }
 
-func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *types.Container, cs *types.ContainerStatus, att network.Attachment) error {
+func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *types.Container, cs *types.ContainerStatus, att network.Attachment, lim types.ResourceList) error {
 	now := func() time.Time { return a.now().UTC() }
+	if cs.Current.State == types.ContainerTerminated {
+		prev := cs.Current
+		cs.Previous = &prev
+	}
+	cs.Current = types.ContainerState{State: types.ContainerWaiting}
 	cs.Events = types.AddEvent(cs.Events, now(), "Pulling", fmt.Sprintf("pulling image %q", c.Image), "Normal")
-	if err := a.pull(ctx, c.Image); err != nil {
+	if err := a.pull(ctx, c.Image, g.Spec.Registries); err != nil {
 		msg := fmt.Sprintf("The image '%s' in container group '%s' is not accessible. Please check the image and registry credential. (%v)", c.Image, g.Name, err)
 		cs.Events = types.AddEvent(cs.Events, now(), "Failed", msg, "Warning")
 		return &failure{code: "InaccessibleImage", msg: msg}
@@ -422,7 +636,6 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 	cs.Events = types.AddEvent(cs.Events, now(), "Pulled", fmt.Sprintf("Successfully pulled image %q", c.Image), "Normal")
 
 	id := containerID(g.UID, c.Name)
-	lim := c.Resources.Effective()
 	env := make([]string, 0, len(c.Env))
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+e.Value)
@@ -441,16 +654,17 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 		MemoryBytes: int64(lim.MemoryGB * (1 << 30)),
 		NetNSPath:   att.NetNSPath,
 		Hostname:    g.Name,
-		Mounts: []runtime.Mount{
+		Mounts: append([]runtime.Mount{
 			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
-		},
+		}, a.containerMounts(g, c)...),
 		LogPath: logPath,
 		Labels: map[string]string{
 			runtime.LabelGroup:      g.Key(),
 			runtime.LabelGroupUID:   g.UID,
 			runtime.LabelContainer:  c.Name,
 			runtime.LabelGeneration: fmt.Sprint(g.Generation),
+			runtime.LabelRun:        runKey(g),
 		},
 		ShimGroup: g.UID,
 	}
@@ -477,7 +691,11 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 
 // pull retries transient registry failures a few times; a missing image or
 // refused credentials fail at once.
-func (a *Agent) pull(ctx context.Context, image string) error {
+func (a *Agent) pull(ctx context.Context, image string, creds []types.RegistryCredential) error {
+	auth := make([]runtime.RegistryAuth, 0, len(creds))
+	for _, c := range creds {
+		auth = append(auth, runtime.RegistryAuth{Server: c.Server, Username: c.Username, Password: c.Password})
+	}
 	var err error
 	for attempt := range 3 {
 		if attempt > 0 {
@@ -487,7 +705,7 @@ func (a *Agent) pull(ctx context.Context, image string) error {
 			case <-time.After(time.Duration(attempt) * time.Second):
 			}
 		}
-		err = a.opts.Runtime.Pull(ctx, image, nil)
+		err = a.opts.Runtime.Pull(ctx, image, auth)
 		if err == nil || errdefs.IsNotFound(err) || errdefs.IsUnauthorized(err) || errdefs.IsPermissionDenied(err) {
 			return err
 		}
@@ -523,6 +741,7 @@ func (a *Agent) watch(ctx context.Context, key, id string) {
 }
 
 func (a *Agent) report(ctx context.Context, key string, st *types.GroupStatus) error {
+	a.takeEvents(key, st)
 	st.UpdatedAt = a.now().UTC()
 	for i := range st.Containers {
 		st.Containers[i].Events = lastEvents(st.Containers[i].Events)

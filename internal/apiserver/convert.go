@@ -79,6 +79,16 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 		return spec, badRequest("InvalidSku",
 			fmt.Sprintf("The sku '%s' of container group '%s' is not supported. The value must be 'Standard'.", p.SKU, group))
 	}
+	var err error
+	if spec.Volumes, err = volumesFromWire(group, p.Volumes); err != nil {
+		return spec, err
+	}
+	if spec.Registries, err = registriesFromWire(group, p.ImageRegistryCredentials); err != nil {
+		return spec, err
+	}
+	if spec.DNSConfig, err = dnsConfigFromWire(group, p.DNSConfig); err != nil {
+		return spec, err
+	}
 	if len(p.Containers) == 0 {
 		return spec, badRequest("NoContainersInContainerGroup",
 			fmt.Sprintf("The container group '%s' must have at least one container.", group))
@@ -90,7 +100,7 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 	seen := map[string]bool{}
 	declared := map[string]bool{}
 	for _, wc := range p.Containers {
-		c, err := containerFromWire(group, &wc)
+		c, err := containerFromWire(group, &wc, spec.Volumes)
 		if err != nil {
 			return spec, err
 		}
@@ -105,7 +115,7 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 		spec.Containers = append(spec.Containers, c)
 	}
 	for _, wc := range p.InitContainers {
-		c, err := initContainerFromWire(group, &wc)
+		c, err := initContainerFromWire(group, &wc, spec.Volumes)
 		if err != nil {
 			return spec, err
 		}
@@ -157,7 +167,7 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 	return spec, nil
 }
 
-func containerFromWire(group string, wc *armv1.Container) (types.Container, error) {
+func containerFromWire(group string, wc *armv1.Container, volumes []types.Volume) (types.Container, error) {
 	c := types.Container{Name: wc.Name}
 	if len(wc.Name) > 63 || !containerNamePattern.MatchString(wc.Name) {
 		return c, badRequest("InvalidContainerName",
@@ -205,6 +215,9 @@ func containerFromWire(group string, wc *armv1.Container) (types.Container, erro
 		return c, err
 	}
 	c.Resources = res
+	if c.VolumeMounts, err = volumeMountsFromWire(group, wc.Name, p.VolumeMounts, volumes); err != nil {
+		return c, err
+	}
 	if c.LivenessProbe, err = probeFromWire(group, wc.Name, "liveness", p.LivenessProbe); err != nil {
 		return c, err
 	}
@@ -216,7 +229,7 @@ func containerFromWire(group string, wc *armv1.Container) (types.Container, erro
 
 // initContainerFromWire converts an init container: image, command,
 // environment and volume mounts only; it shares the group's resources.
-func initContainerFromWire(group string, wc *armv1.Container) (types.Container, error) {
+func initContainerFromWire(group string, wc *armv1.Container, volumes []types.Volume) (types.Container, error) {
 	if wc.Properties != nil {
 		p := *wc.Properties
 		if p.Ports != nil || p.LivenessProbe != nil || p.ReadinessProbe != nil {
@@ -228,7 +241,7 @@ func initContainerFromWire(group string, wc *armv1.Container) (types.Container, 
 		p.Resources = &armv1.ResourceRequirements{Requests: &armv1.ResourceRequests{CPU: ptr(1.0), MemoryInGB: ptr(1.0)}}
 		wc = &armv1.Container{Name: wc.Name, Properties: &p}
 	}
-	c, err := containerFromWire(group, wc)
+	c, err := containerFromWire(group, wc, volumes)
 	c.Resources = types.Resources{}
 	return c, err
 }
@@ -310,6 +323,9 @@ func groupToWire(g *types.ContainerGroup, st *types.GroupStatus, withInstanceVie
 		w.Properties.Resources = nil
 		props.InitContainers = append(props.InitContainers, w)
 	}
+	props.Volumes = volumesToWire(g.Spec.Volumes)
+	props.ImageRegistryCredentials = registriesToWire(g.Spec.Registries)
+	props.DNSConfig = dnsConfigToWire(g.Spec.DNSConfig)
 	if ip := g.Spec.IPAddress; ip != nil {
 		w := &armv1.IPAddress{Type: ip.Type, DNSNameLabel: ip.DNSNameLabel}
 		for _, p := range ip.Ports {
@@ -365,6 +381,7 @@ func containerToWire(c *types.Container, st *types.GroupStatus, withInstanceView
 	for _, port := range c.Ports {
 		p.Ports = append(p.Ports, armv1.ContainerPort{Port: ptr(port.Port), Protocol: port.Protocol})
 	}
+	p.VolumeMounts = volumeMountsToWire(c.VolumeMounts)
 	p.LivenessProbe = probeToWire(c.LivenessProbe)
 	p.ReadinessProbe = probeToWire(c.ReadinessProbe)
 	for _, e := range c.Env {
@@ -379,6 +396,14 @@ func containerToWire(c *types.Container, st *types.GroupStatus, withInstanceView
 		if cs := statusOf(st, c.Name); cs != nil {
 			iv.RestartCount = cs.RestartCount
 			iv.CurrentState = stateToWire(&cs.Current)
+			// ACI's model has no readiness field; a container with a
+			// readiness probe reports it as the running state's detail.
+			if c.ReadinessProbe != nil && cs.Current.State == types.ContainerRunning {
+				iv.CurrentState.DetailStatus = "NotReady"
+				if cs.Ready {
+					iv.CurrentState.DetailStatus = "Ready"
+				}
+			}
 			if cs.Previous != nil {
 				iv.PreviousState = stateToWire(cs.Previous)
 			}

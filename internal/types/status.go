@@ -58,6 +58,11 @@ type ContainerStatus struct {
 	Current      ContainerState  `json:"currentState"`
 	Previous     *ContainerState `json:"previousState,omitempty"`
 	Events       []Event         `json:"events,omitempty"`
+	// Ready is the outcome of the readiness probe (true without one, once
+	// running).
+	Ready bool `json:"ready,omitempty"`
+	// Init marks an init container.
+	Init bool `json:"init,omitempty"`
 }
 
 // ContainerState is a container's state at one time.

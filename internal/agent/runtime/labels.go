@@ -16,6 +16,10 @@ const (
 	LabelContainer = "io.berth.container"
 	// LabelGeneration is the group generation the container was made for.
 	LabelGeneration = "io.berth.generation"
+	// LabelRun is the run the container was made for: generation and
+	// restart count of its group ("3.1"); a group restart or update makes
+	// every container of an older run stale.
+	LabelRun = "io.berth.run"
 	// LabelStartedAt is when Start started the task, in RFC 3339 with
 	// nanoseconds; containerd itself does not record it.
 	LabelStartedAt = "io.berth.started-at"
