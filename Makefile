@@ -32,6 +32,7 @@ stop:
 test: setup
 	$(GO) vet ./...
 	BERTH_E2E=1 $(GO) test -count=1 -timeout 60m ./...
+	$(GO) test -run='^$$' -fuzz=FuzzPutGroupBody -fuzztime=15s ./internal/apiserver/
 
 # Only the tests that need neither root nor daemons.
 test-unit:
