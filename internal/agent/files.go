@@ -24,16 +24,40 @@ func (a *Agent) writeGroupFiles(g *types.ContainerGroup, att network.Attachment)
 	if err := os.WriteFile(dir+"/hosts", []byte(hosts), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(dir+"/resolv.conf", hostResolvConf(), 0o644)
+	resolv := resolvConf(g.Spec.DNSConfig)
+	if resolv == nil {
+		host, err := os.ReadFile("/etc/resolv.conf")
+		if err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("read the host's resolv.conf: %w", err)
+		}
+		resolv = withoutLoopbackServers(host)
+	}
+	return os.WriteFile(dir+"/resolv.conf", resolv, 0o644)
 }
 
-// hostResolvConf is the host's resolver configuration without loopback
-// name servers, which would point into the group's own namespace.
-func hostResolvConf() []byte {
-	b, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
+// resolvConf renders the group's dnsConfig (nil when it has none): its
+// name servers in order, its space-separated search domains and options
+// each on one line, as ACI writes them.
+func resolvConf(dns *types.DNSConfig) []byte {
+	if dns == nil {
 		return nil
 	}
+	var out bytes.Buffer
+	for _, ns := range dns.NameServers {
+		out.WriteString("nameserver " + ns + "\n")
+	}
+	if f := strings.Fields(dns.SearchDomains); len(f) > 0 {
+		out.WriteString("search " + strings.Join(f, " ") + "\n")
+	}
+	if f := strings.Fields(dns.Options); len(f) > 0 {
+		out.WriteString("options " + strings.Join(f, " ") + "\n")
+	}
+	return out.Bytes()
+}
+
+// withoutLoopbackServers is the host's resolver configuration b without
+// loopback name servers, which would point into the group's own namespace.
+func withoutLoopbackServers(b []byte) []byte {
 	var out bytes.Buffer
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
