@@ -75,7 +75,8 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { cli.Close() })
 	st := store.New(cli, fmt.Sprintf("/test-%d/", prefixSeq.Add(1)))
-	api := New(Options{Store: st, Token: testToken, Logs: fakeLogs{content: "one\ntwo\nthree\n"}})
+	api := New(Options{Store: st, Token: testToken, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
+		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}})
 	srv := httptest.NewTLSServer(api)
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, store: st}
@@ -306,6 +307,9 @@ func TestPutGroup_ValidationStoresNothing(t *testing.T) {
 		{"more cpu than a group may have", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
 			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":3,"memoryInGB":1}}}},
 			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}}]}}`, "ContainerGroupResourcesExceeded"},
+		{"more than the node has", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
+			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}},
+			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":1.5,"memoryInGB":1}}}}]}}`, "InsufficientCapacity"},
 		{"probe without exec or httpGet", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "livenessProbe": {"periodSeconds": 5},`), "InvalidProbe"},
 		{"probe with period 0", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 0},`), "InvalidProbe"},
 		{"init container with ports", "g1", mutate(`"ipAddress"`, `"initContainers": [{"name": "init", "properties": {"image": "i", "ports": [{"port": 1}]}}], "ipAddress"`), "InvalidInitContainer"},
