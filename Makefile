@@ -36,7 +36,7 @@ test: setup
 
 # Only the tests that need neither root nor daemons.
 test-unit:
-	$(GO) test -count=1 ./internal/apiserver/ ./internal/config/ ./internal/pki/ ./internal/agent/ ./internal/store/
+	$(GO) test -count=1 ./internal/apiserver/ ./internal/config/ ./internal/pki/ ./internal/store/ ./client/ ./internal/cli/ ./internal/imagebuild/
 
 clean:
 	rm -rf bin

@@ -310,6 +310,7 @@ func TestPutGroup_ValidationStoresNothing(t *testing.T) {
 		{"more than the node has", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
 			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}},
 			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":1.5,"memoryInGB":1}}}}]}}`, "InsufficientCapacity"},
+		{"more containers than ACI allows", "g1", manyContainers(61), "TooManyContainers"},
 		{"probe without exec or httpGet", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "livenessProbe": {"periodSeconds": 5},`), "InvalidProbe"},
 		{"probe with period 0", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 0},`), "InvalidProbe"},
 		{"init container with ports", "g1", mutate(`"ipAddress"`, `"initContainers": [{"name": "init", "properties": {"image": "i", "ports": [{"port": 1}]}}], "ipAddress"`), "InvalidInitContainer"},
@@ -600,4 +601,13 @@ func TestNormalizePath(t *testing.T) {
 			t.Errorf("normalizePath(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// manyContainers is a group body with n small containers.
+func manyContainers(n int) string {
+	var cs []string
+	for i := range n {
+		cs = append(cs, fmt.Sprintf(`{"name":"c%d","properties":{"image":"i","resources":{"requests":{"cpu":0.01,"memoryInGB":0.01}}}}`, i))
+	}
+	return `{"location":"westus","properties":{"osType":"Linux","containers":[` + strings.Join(cs, ",") + `]}}`
 }
