@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,35 +35,55 @@ type Options struct {
 	Logger *slog.Logger
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
+	// Capacity is what the node can give one group; a group requesting
+	// more is refused. Zero means unknown (no check).
+	Capacity types.ResourceList
+	// Execer runs exec and attach sessions; without one, their POSTs
+	// answer 501. (issue 4)
+	Execer Execer
+	// SessionTTL is how long an exec or attach password stays valid;
+	// default DefaultSessionTTL. (issue 4)
+	SessionTTL time.Duration
 }
 
 // Server is the API's http.Handler.
 type Server struct {
-	store  *store.Store
-	token  string
-	logs   LogReader
-	log    *slog.Logger
-	now    func() time.Time
-	mux    *http.ServeMux
-	groups store.Typed[types.ContainerGroup]
-	status store.Typed[types.GroupStatus]
-	rgs    store.Typed[types.ResourceGroup]
-	ops    store.Typed[types.Operation]
+	store    *store.Store
+	token    string
+	logs     LogReader
+	log      *slog.Logger
+	now      func() time.Time
+	capacity types.ResourceList
+	mux      *http.ServeMux
+	groups   store.Typed[types.ContainerGroup]
+	status   store.Typed[types.GroupStatus]
+	rgs      store.Typed[types.ResourceGroup]
+	ops      store.Typed[types.Operation]
+
+	// Exec and attach sessions (issue 4, stream.go).
+	execer        Execer
+	sessions      *sessions
+	streamsCtx    context.Context
+	streamsCancel context.CancelFunc
+	streamsMu     sync.Mutex
+	streamsClosed bool
+	streamsWG     sync.WaitGroup
 }
 
 // New builds the handler tree.
 func New(opts Options) *Server {
 	s := &Server{
-		store:  opts.Store,
-		token:  opts.Token,
-		logs:   opts.Logs,
-		log:    opts.Logger,
-		now:    opts.Now,
-		mux:    http.NewServeMux(),
-		groups: store.NewTyped[types.ContainerGroup](opts.Store, types.PrefixGroups),
-		status: store.NewTyped[types.GroupStatus](opts.Store, types.PrefixGroupStatus),
-		rgs:    store.NewTyped[types.ResourceGroup](opts.Store, types.PrefixResourceGroups),
-		ops:    store.NewTyped[types.Operation](opts.Store, types.PrefixOperations),
+		store:    opts.Store,
+		token:    opts.Token,
+		logs:     opts.Logs,
+		log:      opts.Logger,
+		now:      opts.Now,
+		capacity: opts.Capacity,
+		mux:      http.NewServeMux(),
+		groups:   store.NewTyped[types.ContainerGroup](opts.Store, types.PrefixGroups),
+		status:   store.NewTyped[types.GroupStatus](opts.Store, types.PrefixGroupStatus),
+		rgs:      store.NewTyped[types.ResourceGroup](opts.Store, types.PrefixResourceGroups),
+		ops:      store.NewTyped[types.Operation](opts.Store, types.PrefixOperations),
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -70,6 +91,9 @@ func New(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.execer = opts.Execer
+	s.sessions = newSessions(opts.SessionTTL, s.now)
+	s.streamsCtx, s.streamsCancel = context.WithCancel(context.Background())
 	s.routes()
 	return s
 }
@@ -95,6 +119,12 @@ func (s *Server) routes() {
 	s.mux.Handle("POST "+cg+"/restart", aci(s.wrap(s.restartGroup)))
 	s.mux.Handle("GET "+cg+"/outboundnetworkdependenciesendpoints", aci(s.wrap(s.outboundDependencies)))
 	s.mux.Handle("GET "+cg+"/containers/{container}/logs", aci(s.wrap(s.containerLogs)))
+	// Exec and attach (issue 4): the POSTs hand out sessions, the streams
+	// serve them over websocket and authenticate by session password.
+	s.mux.Handle("POST "+cg+"/containers/{container}/exec", aci(s.wrap(s.execContainer)))
+	s.mux.Handle("POST "+cg+"/containers/{container}/attach", aci(s.wrap(s.attachContainer)))
+	s.mux.HandleFunc("GET "+execStreamPrefix+"{id}", s.execStream)
+	s.mux.HandleFunc("GET "+attachStreamPrefix+"{id}", s.attachStream)
 	// The operation-status URL is handed out by Berth itself with its own
 	// api-version (2018-06-01, as the real service does), so any is fine.
 	s.mux.Handle("GET /subscriptions/{sub}/providers/microsoft.containerinstance/locations/{location}/operations/{id}", s.wrap(s.getOperation))
@@ -111,9 +141,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cid := r.Header.Get("x-ms-correlation-request-id"); cid != "" {
 		w.Header().Set("x-ms-correlation-request-id", cid)
 	}
-	if err := s.authenticate(r); err != nil {
-		s.writeError(w, r, err)
-		return
+	// The exec/attach websockets authenticate by session password
+	// (issue 4, stream.go).
+	if !isStreamPath(r.URL.Path) {
+		if err := s.authenticate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	r.URL.Path = normalizePath(r.URL.Path)
 	r.URL.RawPath = ""

@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -29,6 +31,7 @@ import (
 	"github.com/berth-dev/berth/internal/embedetcd"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/types"
 )
 
 // ClientConfigFile is written to the data dir once the API answers.
@@ -103,7 +106,9 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		Dir:     dataDir,
 		Logger:  log.With("component", "agent"),
 	})
-	api := apiserver.New(apiserver.Options{Store: st, Token: bundle.Token, Logs: ag, Logger: log.With("component", "api")})
+	api := apiserver.New(apiserver.Options{Store: st, Token: bundle.Token, Logs: ag, Capacity: nodeCapacity(), Logger: log.With("component", "api"),
+		Execer: execer{agent.NewStreams(rt, ag.LogPath)}, // issue 4: exec and attach
+	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -128,7 +133,11 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		<-gctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		// Shutdown leaves hijacked (websocket) connections alone: end the
+		// exec and attach sessions so their processes are removed (issue 4).
+		api.CloseStreams()
+		return err
 	})
 	if etcdErr != nil {
 		g.Go(func() error {
@@ -199,4 +208,14 @@ func waitServing(ctx context.Context, cc ClientConfig) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// nodeCapacity is this machine's CPUs and memory: no group may ask for more.
+func nodeCapacity() types.ResourceList {
+	c := types.ResourceList{CPU: float64(goruntime.NumCPU())}
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		c.MemoryGB = float64(si.Totalram) * float64(si.Unit) / (1 << 30)
+	}
+	return c
 }
