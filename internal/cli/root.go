@@ -1,10 +1,10 @@
 // Package cli builds the berth command tree with cobra. Commands only parse
-// flags into options and call plain functions; nothing here holds logic.
+// flags into options and call plain functions; nothing here holds logic
+// beyond turning flags into API calls and printing results.
 package cli
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -16,26 +16,51 @@ import (
 
 // Main runs the berth command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return run(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// run is Main with stdin injected, for tests.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRootCommand()
-	root.SetArgs(args)
+	root.SetArgs(expandMultiValueFlags(args))
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "Error:", err)
-		return 1
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		path := "berth"
+		if cmd != nil {
+			path = cmd.CommandPath()
+		}
+		return reportError(stderr, path, err)
 	}
 	return 0
 }
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "berth",
-		Short:         "Berth runs container groups the way Azure Container Instances does, on your own machines",
+		Use:   "berth",
+		Short: "Berth runs container groups the way Azure Container Instances does, on your own machines",
+		Long: `Berth runs container groups the way Azure Container Instances does, on your own machines.
+
+'berth server' runs the service. The other commands are the client: they talk
+to the service's REST API the way 'az container' talks to Azure, with az's
+flags, output formats (-o json|jsonc|yaml|table|tsv) and JMESPath --query.
+Run 'berth login --config DATA_DIR/client.json' once to point them at a server.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.Version + " (" + version.Commit + ")",
 	}
-	root.AddCommand(newServerCommand())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &usageError{msg: err.Error()}
+	})
+	root.AddCommand(
+		newServerCommand(),
+		newLoginCommand(),
+		newConfigureCommand(),
+		newGroupCommand(),
+		newContainerCommand(),
+	)
 	return root
 }
 
