@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
 )
@@ -452,10 +453,12 @@ func TestCLI_LogsFollow(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "exec-ok-42") {
 		t.Errorf("exec: exit %d, stdout %q, stderr %q; want exec-ok-42", code, out, errOut)
 	}
-	_, errOut, code = e.berth("container", "exec", "-g", rg, "-n", name, "--exec-command", "/bin/sh -c ls")
-	if code != 2 || !strings.Contains(errOut, "one executable without arguments") {
-		t.Errorf("exec with arguments: exit %d, stderr %q; want a usage error", code, errOut)
+	// Berth goes further than ACI: the command may carry arguments.
+	out, errOut, code = e.berth("container", "exec", "-g", rg, "-n", name, "--exec-command", `/bin/sh -c 'echo "args $((40+2))"'`)
+	if code != 0 || !strings.Contains(out, "args 42") {
+		t.Errorf("exec with arguments: exit %d, stdout %q, stderr %q; want args 42", code, out, errOut)
 	}
+	cliExecOnTerminal(t, e, rg, name)
 
 	// attach streams output until interrupted.
 	att := exec.Command(e.binary, "container", "attach", "-g", rg, "-n", name)
@@ -506,6 +509,99 @@ func TestCLI_LogsFollow(t *testing.T) {
 			t.Fatal("container never reported Running after start")
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// cliExecOnTerminal runs an interactive `berth container exec` the way a
+// person does: on a real pseudo-terminal of a known size. The remote shell
+// must see that size, echo and answer what is typed, and end on "exit"; the
+// local terminal must be back in cooked mode afterwards.
+func cliExecOnTerminal(t *testing.T, e *cliEnv, rg, name string) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	defer tty.Close()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 33, Cols: 101}); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(e.binary, "container", "exec", "-g", rg, "-n", name, "--exec-command", "/bin/sh")
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+e.config)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	// The CLI is the terminal's session leader, as under a real shell.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	var screen bytes.Buffer
+	chunks := make(chan []byte)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			if n > 0 {
+				chunks <- append([]byte(nil), buf[:n]...)
+			}
+			if err != nil {
+				close(chunks)
+				return
+			}
+		}
+	}()
+	// waitFor reads the terminal until want appears on it.
+	waitFor := func(want string) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for !strings.Contains(screen.String(), want) {
+			select {
+			case b, ok := <-chunks:
+				if !ok {
+					t.Fatalf("terminal closed before %q appeared; screen:\n%s", want, screen.String())
+				}
+				screen.Write(b)
+			case <-timeout:
+				t.Fatalf("%q did not appear on the terminal in 30s; screen:\n%s", want, screen.String())
+			}
+		}
+	}
+	// Typed keys reach the remote shell only once the session is up, and
+	// what the shell prints comes back: the arithmetic proves it ran.
+	waitFor("# ")
+	if _, err := ptmx.Write([]byte("stty size; echo pty-$((6*7))\r")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("pty-42")
+	if !strings.Contains(screen.String(), "33 101") {
+		t.Errorf("remote terminal size: want 33 101 on the screen:\n%s", screen.String())
+	}
+	// Echo comes from the remote terminal alone: in raw mode the local one
+	// must not echo, so the typed line appears exactly once.
+	if n := strings.Count(screen.String(), "echo pty-$((6*7))"); n != 1 {
+		t.Errorf("typed line echoed %d times, want 1 (local terminal not in raw mode?):\n%s", n, screen.String())
+	}
+	if _, err := ptmx.Write([]byte("exit\r")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exec on a terminal: %v, want exit 0; screen:\n%s", err, screen.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("exec did not end within 30s of exit; screen:\n%s", screen.String())
+	}
+	st, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lflag&unix.ECHO == 0 || st.Lflag&unix.ICANON == 0 {
+		t.Errorf("local terminal left in raw mode after exec (lflag %#x)", st.Lflag)
 	}
 }
 
