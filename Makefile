@@ -7,12 +7,15 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/berth-dev/berth/internal/version.Version=$(VERSION) -X github.com/berth-dev/berth/internal/version.Commit=$(COMMIT)
 
-.PHONY: all build setup run stop test test-unit vet clean
+.PHONY: all build setup run stop test test-unit vet clean bench bench-smoke
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+# Berth's gVisor shim, a module of its own (shim/runsc); static, since
+# sandboxes also run it as their pause process.
+	cd shim/runsc && CGO_ENABLED=0 $(GO) build -trimpath -o ../../bin/containerd-shim-runsc-v1 .
 
 # Installs the system packages Berth needs (apt-get; idempotent).
 setup:
@@ -32,11 +35,22 @@ stop:
 test: setup
 	$(GO) vet ./...
 	BERTH_E2E=1 $(GO) test -count=1 -timeout 60m ./...
+	cd shim/runsc && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -run='^$$' -fuzz=FuzzPutGroupBody -fuzztime=15s ./internal/apiserver/
+	$(MAKE) --no-print-directory bench-smoke
+
+# Benchmarks of Berth next to ctr and podman on this machine, in one run
+# (docs/benchmarks.md). bench refreshes the doc's tables (about 20 minutes);
+# bench-smoke runs every step a few times and checks only that each works.
+bench: setup
+	BERTH_BENCH=full $(GO) test -count=1 -run '^TestBench$$' -timeout 45m -v ./bench/
+
+bench-smoke: setup
+	BERTH_BENCH=smoke $(GO) test -count=1 -run '^TestBench$$' -timeout 10m -v ./bench/
 
 # Only the tests that need neither root nor daemons.
 test-unit:
-	$(GO) test -count=1 ./internal/apiserver/ ./internal/config/ ./internal/pki/ ./internal/store/ ./client/ ./internal/cli/ ./internal/imagebuild/
+	$(GO) test -count=1 ./internal/apiserver/ ./internal/config/ ./internal/pki/ ./internal/store/ ./client/ ./internal/cli/ ./internal/imagebuild/ ./internal/dns/ ./internal/daemon/ ./internal/agent/firewall/
 
 clean:
 	rm -rf bin

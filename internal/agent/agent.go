@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -45,12 +46,21 @@ type containerRuntime interface {
 	Wait(ctx context.Context, id string) (<-chan runtime.Exit, error)
 	Remove(ctx context.Context, id string, grace time.Duration) error
 	Exec(ctx context.Context, id string, spec runtime.ExecSpec) (uint32, error)
+	// Sandboxes (sandboxed isolation): RemoveSandbox goes before the
+	// group's network, Sandboxes lists the groups that have one.
+	RemoveSandbox(ctx context.Context, group string) error
+	Sandboxes(ctx context.Context) ([]string, error)
+	Isolation() runtime.Isolation
+	Describe() string
 }
 
 type groupNetwork interface {
-	Setup(ctx context.Context, id string) (network.Attachment, error)
+	SetupIn(ctx context.Context, id string, p *network.Placement) (network.Attachment, error)
+	Attached(id string) (network.Attachment, bool, error)
 	Teardown(ctx context.Context, id string) error
 	List() ([]string, error)
+	// Subnet is the public bridge's subnet.
+	Subnet() netip.Prefix
 }
 
 var (
@@ -63,6 +73,9 @@ type Options struct {
 	Plane   ControlPlane
 	Runtime containerRuntime
 	Network groupNetwork
+	// Firewall filters traffic to the groups; nil leaves it unfiltered
+	// (tests of other parts). (issue 5)
+	Firewall groupFirewall
 	// Dir holds per-group files (hosts, resolv.conf) and container logs.
 	Dir    string
 	Logger *slog.Logger
@@ -84,6 +97,11 @@ type Agent struct {
 	waiting       map[string]bool // container ids with an exit watcher
 	pendingEvents map[string][]pendingEvent
 	probes        probeSet
+
+	// Firewall sync (issue 5, firewall.go).
+	fwMu    sync.Mutex
+	fwKnown map[string]string // group UID -> IP covered by the applied rules
+	fwKick  chan struct{}
 }
 
 // New returns an agent; Run starts it.
@@ -100,7 +118,7 @@ func New(opts Options) *Agent {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Agent{opts: opts, log: opts.Logger, queue: newQueue(), now: time.Now, waiting: map[string]bool{}, pendingEvents: map[string][]pendingEvent{}}
+	return &Agent{opts: opts, log: opts.Logger, queue: newQueue(), now: time.Now, waiting: map[string]bool{}, pendingEvents: map[string][]pendingEvent{}, fwKick: make(chan struct{}, 1)}
 }
 
 // Run reconciles until ctx ends. Containers keep running when it returns:
@@ -116,6 +134,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	changes := a.opts.Plane.Changes(ctx)
+	// Rebuild the firewall before anything else, from what is on disk:
+	// a restarted agent has its rules back before the first pass.
+	if err := a.syncFirewall(ctx); err != nil {
+		a.log.Warn("sync firewall at start", "err", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.runFirewall(ctx)
+	}()
 	a.resync(ctx)
 	tick := time.NewTicker(a.opts.Resync)
 	defer tick.Stop()
@@ -137,6 +165,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			a.resync(ctx)
+			if a.opts.Firewall != nil {
+				a.opts.Firewall.Invalidate() // repair drift, e.g. a table deleted by hand
+			}
+			a.kickFirewall()
 		}
 	}
 }
@@ -144,6 +176,28 @@ func (a *Agent) Run(ctx context.Context) error {
 // resync queues every desired group and every group something is left of,
 // so leftovers without a desired group get collected.
 func (a *Agent) resync(ctx context.Context) {
+	// The node's inventory first, the desired groups second. A group's
+	// node-local state (netns, sandbox, files, logs) is made only once the
+	// group is in the store, so whatever the inventory holds belongs to a
+	// group that the later listing shows, unless that group is really gone.
+	// The other order would collect the namespace of a group created
+	// between the two listings, in the middle of its setup.
+	infos, err := a.opts.Runtime.List(ctx)
+	if err != nil {
+		a.log.Warn("list containers", "err", err)
+		return
+	}
+	sandboxes, err := a.opts.Runtime.Sandboxes(ctx)
+	if err != nil {
+		a.log.Warn("list sandboxes", "err", err)
+	}
+	netnsIDs, err := a.opts.Network.List()
+	if err != nil {
+		a.log.Warn("list network namespaces", "err", err)
+	}
+	groupDirs := dirNames(filepath.Join(a.opts.Dir, "groups"))
+	logDirs := dirNames(filepath.Join(a.opts.Dir, "logs"))
+
 	groups, err := a.opts.Plane.ListGroups(ctx)
 	if err != nil {
 		a.log.Warn("list groups", "err", err)
@@ -154,11 +208,6 @@ func (a *Agent) resync(ctx context.Context) {
 		live[g.UID] = true
 		a.queue.add(g.Key())
 	}
-	infos, err := a.opts.Runtime.List(ctx)
-	if err != nil {
-		a.log.Warn("list containers", "err", err)
-		return
-	}
 	for _, info := range infos {
 		if k := info.Labels[runtime.LabelGroup]; k != "" {
 			a.queue.add(k)
@@ -167,13 +216,18 @@ func (a *Agent) resync(ctx context.Context) {
 			live[uid] = true // its netns goes when its container goes
 		}
 	}
-	// A netns or a log dir whose group is gone, and that no container uses:
-	// left by a crash between teardown steps.
-	ids, err := a.opts.Network.List()
-	if err != nil {
-		a.log.Warn("list network namespaces", "err", err)
+	// A sandbox, netns or log dir whose group is gone, and that no
+	// container uses: left by a crash between teardown steps. A sandbox
+	// goes first: it holds the netns.
+	for _, uid := range sandboxes {
+		if !live[uid] {
+			a.log.Info("collecting sandbox without group", "uid", uid)
+			if err := a.opts.Runtime.RemoveSandbox(ctx, uid); err != nil {
+				a.log.Warn("collect sandbox", "uid", uid, "err", err)
+			}
+		}
 	}
-	for _, id := range ids {
+	for _, id := range netnsIDs {
 		if !live[id] {
 			a.log.Info("collecting network namespace without group", "uid", id)
 			if err := a.opts.Network.Teardown(ctx, id); err != nil {
@@ -181,20 +235,28 @@ func (a *Agent) resync(ctx context.Context) {
 			}
 		}
 	}
-	entries, _ := os.ReadDir(filepath.Join(a.opts.Dir, "groups"))
-	for _, e := range entries {
-		if !live[e.Name()] {
-			if err := a.removeGroupDir(e.Name()); err != nil {
-				a.log.Warn("collect group files", "uid", e.Name(), "err", err)
+	for _, uid := range groupDirs {
+		if !live[uid] {
+			if err := a.removeGroupDir(uid); err != nil {
+				a.log.Warn("collect group files", "uid", uid, "err", err)
 			}
 		}
 	}
-	entries, _ = os.ReadDir(filepath.Join(a.opts.Dir, "logs"))
-	for _, e := range entries {
-		if !live[e.Name()] {
-			_ = os.RemoveAll(filepath.Join(a.opts.Dir, "logs", e.Name()))
+	for _, uid := range logDirs {
+		if !live[uid] {
+			_ = os.RemoveAll(filepath.Join(a.opts.Dir, "logs", uid))
 		}
 	}
+}
+
+// dirNames lists the entries of dir; a missing dir has none.
+func dirNames(dir string) []string {
+	entries, _ := os.ReadDir(dir)
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
 
 func (a *Agent) work(ctx context.Context) {
@@ -207,6 +269,7 @@ func (a *Agent) work(ctx context.Context) {
 			a.log.Warn("reconcile failed; retrying", "group", key, "err", err)
 			a.after(ctx, 2*time.Second, key)
 		}
+		a.kickFirewall()
 		a.queue.done(key)
 	}
 }
@@ -307,6 +370,9 @@ func (a *Agent) killing(st *types.GroupStatus, info runtime.Info) {
 // stopped frees a stopped group's node resources (network and volumes;
 // logs stay) and reports it Stopped.
 func (a *Agent) stopped(ctx context.Context, g *types.ContainerGroup, st *types.GroupStatus) error {
+	if err := a.opts.Runtime.RemoveSandbox(ctx, g.UID); err != nil {
+		return fmt.Errorf("remove sandbox of %s: %w", g.UID, err)
+	}
 	if err := a.opts.Network.Teardown(ctx, g.UID); err != nil {
 		return fmt.Errorf("tear down network of %s: %w", g.UID, err)
 	}
@@ -355,6 +421,10 @@ func (a *Agent) releaseGroup(ctx context.Context, uid string) error {
 	if uid == "" {
 		return nil
 	}
+	// The sandbox holds the network namespace's addresses: it goes first.
+	if err := a.opts.Runtime.RemoveSandbox(ctx, uid); err != nil {
+		return fmt.Errorf("remove sandbox of %s: %w", uid, err)
+	}
 	if err := a.opts.Network.Teardown(ctx, uid); err != nil {
 		return fmt.Errorf("tear down network of %s: %w", uid, err)
 	}
@@ -375,6 +445,18 @@ func (a *Agent) LogPath(uid, container string) string {
 // incarnation and within containerd's 76-character limit.
 func containerID(uid, name string) string {
 	return uid[:12] + "-" + name
+}
+
+// containerID is the package's containerID, except under sandboxed
+// isolation: runsc finds a container by id prefix and takes "…-web" for
+// "…-web2" as well, so there ids end in "_s", which no other id of the
+// group can continue (names hold no "_"), and lose two digits of the uid
+// to stay within the limit.
+func (a *Agent) containerID(uid, name string) string {
+	if a.opts.Runtime.Isolation() == runtime.IsolationSandboxed {
+		return uid[:10] + "-" + name + "_s"
+	}
+	return containerID(uid, name)
 }
 
 // ensure brings a group to its desired state and reports it.
@@ -403,11 +485,18 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.G
 		return a.report(ctx, key, st)
 	}
 
-	att, err := a.opts.Network.Setup(ctx, g.UID)
+	att, err := a.opts.Network.SetupIn(ctx, g.UID, placement(g))
 	if err != nil {
 		return fail("NetworkSetupFailed", fmt.Sprintf("Setting up the network of container group '%s' failed: %v", g.Name, err))
 	}
+	// No container starts before the firewall knows the group's address.
+	if !a.firewallCovers(g.UID, att.IP) {
+		if err := a.syncFirewall(ctx); err != nil {
+			return err
+		}
+	}
 	st.IP = att.IP
+	a.reportIsolation(st)
 	if err := a.writeGroupFiles(g, att); err != nil {
 		return err
 	}
@@ -435,7 +524,7 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.G
 	for st.InitCompleted < len(g.Spec.InitContainers) {
 		c := &g.Spec.InitContainers[st.InitCompleted]
 		cs := a.containerStatus(st, c.Name, true)
-		id := containerID(g.UID, c.Name)
+		id := a.containerID(g.UID, c.Name)
 		info, exists := byID[id]
 		if !exists {
 			if err := a.startContainer(ctx, g, c, cs, att, initResources(g)); err != nil {
@@ -487,7 +576,7 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.G
 	for i := range g.Spec.Containers {
 		c := &g.Spec.Containers[i]
 		cs := a.containerStatus(st, c.Name, false)
-		id := containerID(g.UID, c.Name)
+		id := a.containerID(g.UID, c.Name)
 		info, exists := byID[id]
 		if exists {
 			cs.Current = a.observe(info, cs)
@@ -559,6 +648,25 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.G
 	return a.report(ctx, key, st)
 }
 
+// reportIsolation records, once per group incarnation, the isolation
+// level its containers run under as an event of the group (ACI's model has
+// no field for it). Only sandboxed isolation is reported for now.
+func (a *Agent) reportIsolation(st *types.GroupStatus) {
+	if a.opts.Runtime.Isolation() != runtime.IsolationSandboxed {
+		return
+	}
+	for _, e := range st.Events {
+		if e.Name == EventSandboxed {
+			return
+		}
+	}
+	st.Events = types.AddEvent(st.Events, a.now().UTC(), EventSandboxed, a.opts.Runtime.Describe(), "Normal")
+}
+
+// EventSandboxed names the group event that tells a group runs
+// in a gVisor sandbox.
+const EventSandboxed = "Sandboxed"
+
 // containerStatus returns the status entry of a container, adding it.
 func (a *Agent) containerStatus(st *types.GroupStatus, name string, init bool) *types.ContainerStatus {
 	if cs := st.Container(name); cs != nil {
@@ -584,7 +692,7 @@ func mainStatuses(st *types.GroupStatus) []types.ContainerStatus {
 // way ACI does: exit code 137 and an event.
 func (a *Agent) observe(info runtime.Info, cs *types.ContainerStatus) types.ContainerState {
 	state := containerState(info)
-	if state.State == types.ContainerTerminated && *state.ExitCode == 137 && oomKilled(info.ID) {
+	if state.State == types.ContainerTerminated && *state.ExitCode == 137 && (info.OOMKilled || oomKilled(info.ID)) {
 		state.DetailStatus = "OOMKilled"
 		if cs.Current.State != types.ContainerTerminated || cs.Current.DetailStatus != "OOMKilled" || !cs.Current.FinishTime.Equal(state.FinishTime) {
 			cs.Events = types.AddEvent(cs.Events, a.now().UTC(), "OOMKilled",
@@ -635,7 +743,7 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 	}
 	cs.Events = types.AddEvent(cs.Events, now(), "Pulled", fmt.Sprintf("Successfully pulled image %q", c.Image), "Normal")
 
-	id := containerID(g.UID, c.Name)
+	id := a.containerID(g.UID, c.Name)
 	env := make([]string, 0, len(c.Env))
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+e.Value)
@@ -645,6 +753,7 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 		return err
 	}
 	dir := a.groupDir(g.UID)
+	group := initResources(g) // the group's total, which bounds a sandbox
 	spec := runtime.ContainerSpec{
 		ID:          id,
 		Image:       c.Image,
@@ -658,7 +767,9 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
 		}, a.containerMounts(g, c)...),
-		LogPath: logPath,
+		LogPath:          logPath,
+		GroupCPU:         group.CPU,
+		GroupMemoryBytes: int64(group.MemoryGB * (1 << 30)),
 		Labels: map[string]string{
 			runtime.LabelGroup:      g.Key(),
 			runtime.LabelGroupUID:   g.UID,

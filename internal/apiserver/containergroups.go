@@ -2,9 +2,9 @@ package apiserver
 
 import (
 	"errors"
-	"reflect"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -39,8 +39,16 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 		return nil, err
 	}
 	key := types.GroupKey(sub, rgName, name)
+	var subnets []armv1.SubnetID
+	if body.Properties != nil {
+		subnets = body.Properties.SubnetIDs
+	}
+	if err := s.placeGroup(ctx, sub, key, name, normalizeLocation(body.Location), subnets, &spec); err != nil {
+		return nil, err
+	}
 	g, rev, err := s.groups.Get(ctx, key)
 	created := errdefs.IsNotFound(err)
+	oldFQDN := "" // the DNS name the group holds now (issue 5)
 	switch {
 	case created:
 		g = types.ContainerGroup{
@@ -53,6 +61,9 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 			Generation:    1,
 			CreatedAt:     s.now().UTC(),
 			Spec:          spec,
+		}
+		if a := g.Spec.IPAddress; a != nil {
+			a.FQDN = s.fqdnOf(&g, a, nil)
 		}
 	case err != nil:
 		return nil, err
@@ -68,11 +79,21 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 			return nil, err
 		}
 		g.Tags = body.Tags
+		if a := g.Spec.IPAddress; a != nil {
+			oldFQDN = a.FQDN
+		}
+		if a := spec.IPAddress; a != nil {
+			a.FQDN = s.fqdnOf(&g, a, g.Spec.IPAddress)
+		}
 		// A PUT of the same spec changes tags only; containers keep running.
+		// So does a change of the DNS name only (issue 5): the IP stays.
 		if !reflect.DeepEqual(g.Spec, spec) {
+			redeploy := !sameButDNSName(&g.Spec, &spec)
 			g.Spec = spec
-			g.Stopped = false
-			g.Generation++
+			if redeploy {
+				g.Stopped = false
+				g.Generation++
+			}
 		}
 	}
 
@@ -86,9 +107,16 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 	if _, err := s.ops.Create(ctx, op.ID, op); err != nil {
 		return nil, err
 	}
-	if created {
+	switch {
+	case oldFQDN != "" || (g.Spec.IPAddress != nil && g.Spec.IPAddress.FQDN != ""):
+		// The group and the claim on its DNS name are written together.
+		if created {
+			rev = 0
+		}
+		err = s.writeGroupWithDNSName(ctx, &g, rev, oldFQDN)
+	case created:
 		_, err = s.groups.Create(ctx, key, g)
-	} else {
+	default:
 		_, err = s.groups.Update(ctx, key, g, rev)
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/containerd/errdefs"
 
@@ -159,6 +160,9 @@ func checkUpdate(name string, old, new *types.GroupSpec) error {
 	}
 	if (old.IPAddress == nil) != (new.IPAddress == nil) || (old.IPAddress != nil && old.IPAddress.Type != new.IPAddress.Type) {
 		return refuse("network profile")
+	}
+	if (old.Subnet == nil) != (new.Subnet == nil) || (old.Subnet != nil && (old.Subnet.VirtualNetwork != new.Subnet.VirtualNetwork || !strings.EqualFold(old.Subnet.Name, new.Subnet.Name))) {
+		return refuse("subnet")
 	}
 	if len(old.Containers) != len(new.Containers) {
 		return refuse("CPU and memory: containers were added or removed")

@@ -126,6 +126,9 @@ func (s *Server) deleteResourceGroup(r *http.Request) (*response, error) {
 			return nil, err
 		}
 	}
+	if err := s.deleteVNetsIn(r.Context(), key); err != nil { // issue 5
+		return nil, err
+	}
 	if err := s.rgs.Delete(r.Context(), key, rev); err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}

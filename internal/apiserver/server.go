@@ -6,10 +6,11 @@ package apiserver
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	armv1 "github.com/berth-dev/berth/api/v20230501"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -29,8 +31,11 @@ type LogReader interface {
 
 // Options configure the API server.
 type Options struct {
-	Store  *store.Store
-	Token  string
+	Store *store.Store
+	// Token is the admin bearer token; used when Tokens is nil.
+	Token string
+	// Tokens maps bearer tokens to principals and their subscriptions.
+	Tokens *auth.Tokens
 	Logs   LogReader
 	Logger *slog.Logger
 	// Now returns the current time; tests may fix it.
@@ -44,12 +49,21 @@ type Options struct {
 	// SessionTTL is how long an exec or attach password stays valid;
 	// default DefaultSessionTTL. (issue 4)
 	SessionTTL time.Duration
+	// TenantID is the installation's tenant; it feeds the hashed DNS names
+	// of the reuse scopes. (issue 5)
+	TenantID string
+	// DNSZone is the zone of the groups' FQDNs, <label>.<region>.<zone>;
+	// default DefaultDNSZone. (issue 5)
+	DNSZone string
+	// PublicSubnet is the node's public bridge subnet; virtual networks
+	// may not overlap it. Empty means no check. (issue 5)
+	PublicSubnet string
 }
 
 // Server is the API's http.Handler.
 type Server struct {
 	store    *store.Store
-	token    string
+	tokens   *auth.Tokens
 	logs     LogReader
 	log      *slog.Logger
 	now      func() time.Time
@@ -59,6 +73,15 @@ type Server struct {
 	status   store.Typed[types.GroupStatus]
 	rgs      store.Typed[types.ResourceGroup]
 	ops      store.Typed[types.Operation]
+
+	// publicSubnet is Options.PublicSubnet; invalid when unset (issue 5,
+	// virtualnetworks.go).
+	publicSubnet netip.Prefix
+
+	// DNS name labels (issue 5, dnsnames.go).
+	tenantID string
+	dnsZone  string
+	dnsNames store.Typed[types.DNSName]
 
 	// Exec and attach sessions (issue 4, stream.go).
 	execer        Execer
@@ -74,7 +97,7 @@ type Server struct {
 func New(opts Options) *Server {
 	s := &Server{
 		store:    opts.Store,
-		token:    opts.Token,
+		tokens:   opts.Tokens,
 		logs:     opts.Logs,
 		log:      opts.Logger,
 		now:      opts.Now,
@@ -88,10 +111,23 @@ func New(opts Options) *Server {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	if s.tokens == nil {
+		t, err := auth.NewTokens(opts.Token, nil)
+		if err != nil {
+			panic("apiserver: " + err.Error()) // a programming error: no admin token
+		}
+		s.tokens = t
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
 	s.execer = opts.Execer
+	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)
+	s.tenantID, s.dnsZone = opts.TenantID, strings.ToLower(strings.Trim(opts.DNSZone, "."))
+	if s.dnsZone == "" {
+		s.dnsZone = DefaultDNSZone
+	}
+	s.dnsNames = store.NewTyped[types.DNSName](opts.Store, types.PrefixDNSNames)
 	s.sessions = newSessions(opts.SessionTTL, s.now)
 	s.streamsCtx, s.streamsCancel = context.WithCancel(context.Background())
 	s.routes()
@@ -106,6 +142,7 @@ func (s *Server) routes() {
 	s.mux.Handle("PUT "+rg, s.wrap(s.putResourceGroup))
 	s.mux.Handle("GET "+rg, s.wrap(s.getResourceGroup))
 	s.mux.Handle("DELETE "+rg, s.wrap(s.deleteResourceGroup))
+	s.networkRoutes(rg) // Microsoft.Network virtual networks (issue 5)
 
 	aci := s.requireAPIVersion
 	s.mux.Handle("GET /subscriptions/{sub}/providers/microsoft.containerinstance/containergroups", aci(s.wrap(s.listGroupsBySubscription)))
@@ -143,27 +180,59 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The exec/attach websockets authenticate by session password
 	// (issue 4, stream.go).
-	if !isStreamPath(r.URL.Path) {
-		if err := s.authenticate(r); err != nil {
+	stream := isStreamPath(r.URL.Path)
+	var p *auth.Principal
+	if !stream {
+		var err *Error
+		if p, err = s.authenticate(r); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 	}
 	r.URL.Path = normalizePath(r.URL.Path)
 	r.URL.RawPath = ""
+	if !stream {
+		if err := authorize(p, r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) authenticate(r *http.Request) *Error {
+func (s *Server) authenticate(r *http.Request) (*auth.Principal, *Error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return armError(http.StatusUnauthorized, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+		return nil, armError(http.StatusUnauthorized, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
 	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.token)) != 1 {
-		return armError(http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")
+	if !ok {
+		return nil, armError(http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")
 	}
-	return nil
+	p, ok := s.tokens.Authenticate(tok)
+	if !ok {
+		return nil, armError(http.StatusUnauthorized, "InvalidAuthenticationToken", "The access token is invalid.")
+	}
+	return p, nil
+}
+
+// authorize lets a principal act only within its subscriptions. Everything
+// under /subscriptions/{sub} is checked here, once, before any route runs:
+// the answer for a foreign subscription is the same 403 whether or not the
+// resource exists, so nothing leaks about another tenant's resources (ARM
+// answers AuthorizationFailed the same way).
+func authorize(p *auth.Principal, r *http.Request) *Error {
+	rest, ok := strings.CutPrefix(r.URL.Path, "/subscriptions/")
+	if !ok {
+		return nil
+	}
+	sub, _, _ := strings.Cut(rest, "/")
+	if p.CanAccess(sub) {
+		return nil
+	}
+	return armError(http.StatusForbidden, "AuthorizationFailed", fmt.Sprintf(
+		"The client '%s' does not have authorization to perform action '%s' over scope '/subscriptions/%s' or the scope is invalid.",
+		p.Name, r.Method+" "+r.URL.Path, sub))
 }
 
 // normalizePath makes ARM's fixed path segments case-insensitive and drops

@@ -12,12 +12,19 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/embedetcd"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
 
 const testToken = "test-token"
+
+// A second principal, limited to its own subscription.
+const (
+	tenantToken = "tenant-token-0123456789"
+	tenantSub   = "00000000-0000-0000-0000-0000000000aa"
+)
 
 // One etcd member serves every test of the package; each test gets its own
 // key prefix, so tests never see each other's data.
@@ -75,7 +82,11 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { cli.Close() })
 	st := store.New(cli, fmt.Sprintf("/test-%d/", prefixSeq.Add(1)))
-	api := New(Options{Store: st, Token: testToken, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
+	tokens, err := auth.NewTokens(testToken, []auth.Principal{{Name: "tenant", Token: tenantToken, Subscriptions: []string{tenantSub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := New(Options{Store: st, Tokens: tokens, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
 		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}})
 	srv := httptest.NewTLSServer(api)
 	t.Cleanup(srv.Close)
@@ -209,6 +220,75 @@ func TestAuth(t *testing.T) {
 				t.Errorf("got %d %q, want 401 %q", code, errCode(body), tt.wantCode)
 			}
 		})
+	}
+}
+
+// TestAuthorization: a principal limited to one subscription gets the same
+// 403 AuthorizationFailed on every route of another subscription, whether
+// the resource exists or not, and works normally in its own.
+func TestAuthorization(t *testing.T) {
+	e := newEnv(t)
+	e.createRG()
+	if code, _, body := e.do("PUT", cgPath+"cg1"+apiV, validGroup); code != http.StatusCreated {
+		t.Fatalf("create group: %d %v", code, body)
+	}
+	subPath := "/subscriptions/" + sub
+	routes := []struct{ method, path, body string }{
+		{"GET", subPath + "/resourcegroups?api-version=2021-04-01", ""},
+		{"GET", rgPath + "?api-version=2021-04-01", ""},
+		{"PUT", rgPath + "?api-version=2021-04-01", `{"location":"westus"}`},
+		{"DELETE", rgPath + "?api-version=2021-04-01", ""},
+		{"GET", subPath + "/providers/Microsoft.ContainerInstance/containerGroups" + apiV, ""},
+		{"GET", subPath + "/resourceGroups/rg1/providers/Microsoft.ContainerInstance/containerGroups" + apiV, ""},
+		{"GET", cgPath + "%s" + apiV, ""},
+		{"PUT", cgPath + "%s" + apiV, validGroup},
+		{"PATCH", cgPath + "%s" + apiV, `{"tags":{"a":"b"}}`},
+		{"DELETE", cgPath + "%s" + apiV, ""},
+		{"POST", cgPath + "%s/stop" + apiV, ""},
+		{"POST", cgPath + "%s/start" + apiV, ""},
+		{"POST", cgPath + "%s/restart" + apiV, ""},
+		{"GET", cgPath + "%s/outboundNetworkDependenciesEndpoints" + apiV, ""},
+		{"GET", cgPath + "%s/containers/web/logs" + apiV, ""},
+		{"POST", cgPath + "%s/containers/web/exec" + apiV, `{"command":"/bin/sh"}`},
+		{"POST", cgPath + "%s/containers/web/attach" + apiV, ""},
+		{"GET", subPath + "/providers/Microsoft.ContainerInstance/locations/westus/operations/x?api-version=2018-06-01", ""},
+	}
+	for _, rt := range routes {
+		t.Run(rt.method+" "+rt.path, func(t *testing.T) {
+			var bodies []map[string]any
+			for _, name := range []string{"cg1", "missing"} {
+				path := rt.path
+				if strings.Contains(path, "%s") {
+					path = fmt.Sprintf(path, name)
+				}
+				code, _, body := e.doAuth(rt.method, path, rt.body, "Bearer "+tenantToken)
+				if code != http.StatusForbidden || errCode(body) != "AuthorizationFailed" {
+					t.Fatalf("%s: got %d %v, want 403 AuthorizationFailed", name, code, body)
+				}
+				bodies = append(bodies, body)
+			}
+			// Only the name in the path may differ: existence must not show.
+			a := strings.ReplaceAll(errMessage(bodies[0]), "cg1", "missing")
+			if a != errMessage(bodies[1]) {
+				t.Errorf("the answers for an existing and a missing group differ:\n%s\n%s", errMessage(bodies[0]), errMessage(bodies[1]))
+			}
+		})
+	}
+	// The group is untouched by all of that.
+	if code, _, body := e.do("GET", cgPath+"cg1"+apiV, ""); code != http.StatusOK || get(body, "tags", "a") != nil {
+		t.Fatalf("group after the refused requests: %d %v", code, body)
+	}
+	// In its own subscription the principal works as usual and sees only its own.
+	own := "/subscriptions/" + tenantSub
+	if code, _, body := e.doAuth("PUT", own+"/resourcegroups/mine?api-version=2021-04-01", `{"location":"westus"}`, "Bearer "+tenantToken); code != http.StatusCreated {
+		t.Fatalf("own resource group: %d %v", code, body)
+	}
+	code, _, body := e.doAuth("GET", own+"/providers/Microsoft.ContainerInstance/containerGroups"+apiV, "", "Bearer "+tenantToken)
+	if code != http.StatusOK {
+		t.Fatalf("own list: %d %v", code, body)
+	}
+	if v, _ := body["value"].([]any); len(v) != 0 {
+		t.Errorf("own list shows %d groups, want 0: %v", len(v), v)
 	}
 }
 
@@ -505,7 +585,8 @@ func TestPutGroup_UpdateRules(t *testing.T) {
 		{"cpu cannot change", strings.Replace(validGroup, `"cpu": 1`, `"cpu": 2`, 1), 400, "InvalidContainerGroupUpdate", 3},
 		{"memory cannot change", strings.Replace(validGroup, `"memoryInGB": 0.5`, `"memoryInGB": 1`, 1), 400, "InvalidContainerGroupUpdate", 3},
 		{"restart policy cannot change", strings.Replace(validGroup, `"osType": "Linux",`, `"osType": "Linux", "restartPolicy": "Never",`, 1), 400, "InvalidContainerGroupUpdate", 3},
-		{"the network cannot change", strings.Replace(validGroup, `"type": "Public"`, `"type": "Private"`, 1), 400, "InvalidContainerGroupUpdate", 3},
+		{"the network cannot change", strings.Replace(validGroup, `,
+    "ipAddress": {"type": "Public", "ports": [{"port": 80, "protocol": "TCP"}]}`, "", 1), 400, "InvalidContainerGroupUpdate", 3},
 		{"the location cannot change", strings.Replace(validGroup, `"West US"`, `"East US"`, 1), 400, "InvalidContainerGroupUpdate", 3},
 	}
 	for _, tt := range tests {

@@ -34,5 +34,19 @@ the data dir, and writes DATA_DIR/client.json once the API answers.`,
 	f.StringVar(&cfg.Subnet, "subnet", cfg.Subnet, "IPv4 subnet the group IPs come from")
 	f.StringSliceVar(&cfg.CNIPluginDirs, "cni-plugin-dir", cfg.CNIPluginDirs, "directories holding the CNI plugins")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	// The built-in DNS server (issue 5).
+	f.StringVar(&cfg.DNSListen, "dns-listen", cfg.DNSListen, `HOST:PORT of the built-in DNS server, UDP and TCP ("" disables it)`)
+	f.StringVar(&cfg.DNSZone, "dns-zone", cfg.DNSZone, "DNS zone of the groups' names: <dnsNameLabel>.<region>.<zone>")
+	f.StringSliceVar(&cfg.DNSForward, "dns-forward", nil, `upstream resolvers (IP or IP:PORT) for names outside the zone; "none" refuses them (default: the non-loopback name servers of /etc/resolv.conf)`)
+	f.StringVar(&cfg.TenantID, "tenant-id", "", "tenant id the hashed DNS names depend on (default: one made on the first start and kept in the store)")
+	f.StringArrayVar(&cfg.AllowHostPorts, "allow-host-port", nil, "PROTO:PORT of the host that groups may connect to, e.g. udp:53 (repeatable; every other connection from a group to the host is dropped)")
+	f.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes one container may run (cgroup pids.max)")
+	f.StringVar(&cfg.TokensFile, "tokens-file", "", `JSON file of more principals, each limited to its subscriptions: {"principals":[{"name","token","subscriptions":[...]}]}`)
+	// Isolation (issue 7).
+	f.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "how groups run: runc (containers on the host kernel) or sandboxed (one gVisor sandbox per group)")
+	f.StringVar(&cfg.RunscPlatform, "runsc-platform", cfg.RunscPlatform, "gVisor platform under --isolation sandboxed: systrap or ptrace")
+	f.StringVar(&cfg.RunscPath, "runsc-path", "", "runsc binary (default /usr/local/lib/berth/runsc, installed by hack/setup.sh)")
+	f.StringVar(&cfg.RunscShim, "runsc-shim", "", "Berth's gVisor shim, containerd-shim-runsc-v1 (default: next to the berth binary, else in /usr/local/lib/berth)")
+	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "HOST:PORT serving /debug/pprof without authentication (off by default; keep it on loopback)")
 	return cmd
 }

@@ -18,6 +18,12 @@ func TestServer_Validate(t *testing.T) {
 		{"bridge names fit the kernel's 15 characters", func(c *Server) { c.Bridge = "a-very-long-bridge-name" }, "--bridge-name"},
 		{"subnet must be IPv4 CIDR", func(c *Server) { c.Subnet = "10.0.0.1" }, "--subnet"},
 		{"empty data dir", func(c *Server) { c.DataDir = "" }, "--data-dir"},
+		{"pprof listen needs a port", func(c *Server) { c.PprofListen = "127.0.0.1" }, "--pprof-listen"},
+		{"pprof on loopback is valid", func(c *Server) { c.PprofListen = "127.0.0.1:6060" }, ""},
+		{"isolation is runc or sandboxed", func(c *Server) { c.Isolation = "vm" }, "--isolation"},
+		{"sandboxed isolation is valid", func(c *Server) { c.Isolation = "sandboxed" }, ""},
+		{"kvm is not a runsc platform here", func(c *Server) { c.RunscPlatform = "kvm" }, "--runsc-platform"},
+		{"ptrace is a runsc platform", func(c *Server) { c.RunscPlatform = "ptrace" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

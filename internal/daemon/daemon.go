@@ -24,9 +24,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/agent"
+	"github.com/berth-dev/berth/internal/agent/firewall"
 	"github.com/berth-dev/berth/internal/agent/network"
 	"github.com/berth-dev/berth/internal/agent/runtime"
 	"github.com/berth-dev/berth/internal/apiserver"
+	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/embedetcd"
 	"github.com/berth-dev/berth/internal/pki"
@@ -68,6 +70,10 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	if err != nil {
 		return err
 	}
+	tokens, err := loadTokens(cfg.TokensFile, bundle.Token)
+	if err != nil {
+		return err
+	}
 
 	endpoints := cfg.EtcdEndpoints
 	var etcdErr <-chan error
@@ -85,11 +91,20 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	}
 	defer cli.Close()
 	st := store.New(cli, "/berth/")
+	tenant, err := ensureTenant(ctx, st, cfg.TenantID) // issue 5: hashed DNS names
+	if err != nil {
+		return err
+	}
 
 	rt, err := runtime.New(ctx, runtime.Options{
 		Address:            cfg.ContainerdAddress,
 		InsecureRegistries: cfg.InsecureRegistries,
 		StateDir:           runtimeStateDir(dataDir),
+		PidsLimit:          cfg.PidsLimit,
+		Isolation:          runtime.Isolation(cfg.Isolation), // issue 7
+		RunscPlatform:      cfg.RunscPlatform,
+		RunscPath:          cfg.RunscPath,
+		ShimPath:           cfg.RunscShim,
 	})
 	if err != nil {
 		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
@@ -99,15 +114,35 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	if err != nil {
 		return fmt.Errorf("set up the group network: %w", err)
 	}
+	// One nftables table per server, named after its bridge (issue 5).
+	var hostPorts []firewall.Port
+	for _, hp := range cfg.AllowHostPorts {
+		p, err := firewall.ParsePort(hp)
+		if err != nil {
+			return fmt.Errorf("--allow-host-port: %w", err)
+		}
+		hostPorts = append(hostPorts, p)
+	}
+	fw, err := firewall.New(firewall.TableName(cfg.Bridge), hostPorts)
+	if err != nil {
+		return fmt.Errorf("set up the group firewall: %w", err)
+	}
+	if err := firewall.CheckBridgeFilter(); err != nil {
+		log.Error("group firewall incomplete", "err", err)
+	}
 	ag := agent.New(agent.Options{
-		Plane:   newStorePlane(st),
-		Runtime: rt,
-		Network: nw,
-		Dir:     dataDir,
-		Logger:  log.With("component", "agent"),
+		Plane:    newStorePlane(st),
+		Runtime:  rt,
+		Network:  nw,
+		Firewall: fw,
+		Dir:      dataDir,
+		Logger:   log.With("component", "agent"),
 	})
-	api := apiserver.New(apiserver.Options{Store: st, Token: bundle.Token, Logs: ag, Capacity: nodeCapacity(), Logger: log.With("component", "api"),
-		Execer: execer{agent.NewStreams(rt, ag.LogPath)}, // issue 4: exec and attach
+	api := apiserver.New(apiserver.Options{Store: st, Tokens: tokens, Logs: ag, Capacity: nodeCapacity(), Logger: log.With("component", "api"),
+		Execer:       execer{agent.NewStreams(rt, ag.LogPath)}, // issue 4: exec and attach
+		PublicSubnet: cfg.Subnet,                               // issue 5: virtual networks may not overlap it
+		TenantID:     tenant,                                   // issue 5: DNS name labels
+		DNSZone:      cfg.DNSZone,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -121,7 +156,15 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
+	dnsSvc, err := newDNSService(cfg, st, log.With("component", "dns")) // issue 5
+	if err != nil {
+		return err
+	}
+
 	g, gctx := errgroup.WithContext(ctx)
+	if dnsSvc != nil {
+		g.Go(func() error { return dnsSvc.run(gctx) })
+	}
 	g.Go(func() error { return ag.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -134,11 +177,21 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// A connection still busy (or opened less than 5 s ago and
+			// not yet used, which Shutdown counts as busy) is cut: a
+			// client's spare connection must not fail the shutdown.
+			log.Warn("API connections still open after 5s; closing them")
+			err = srv.Close()
+		}
 		// Shutdown leaves hijacked (websocket) connections alone: end the
 		// exec and attach sessions so their processes are removed (issue 4).
 		api.CloseStreams()
 		return err
 	})
+	if cfg.PprofListen != "" {
+		g.Go(func() error { return servePprof(gctx, cfg.PprofListen, log) })
+	}
 	if etcdErr != nil {
 		g.Go(func() error {
 			select {
@@ -218,4 +271,21 @@ func nodeCapacity() types.ResourceList {
 		c.MemoryGB = float64(si.Totalram) * float64(si.Unit) / (1 << 30)
 	}
 	return c
+}
+
+// loadTokens builds the API's principals: the admin token, plus those of the
+// tokens file when one is configured.
+func loadTokens(file, adminToken string) (*auth.Tokens, error) {
+	var principals []auth.Principal
+	if file != "" {
+		var err error
+		if principals, err = auth.LoadFile(file); err != nil {
+			return nil, err
+		}
+	}
+	t, err := auth.NewTokens(adminToken, principals)
+	if err != nil {
+		return nil, fmt.Errorf("--tokens-file %s: %w", file, err)
+	}
+	return t, nil
 }

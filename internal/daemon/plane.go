@@ -17,15 +17,18 @@ type storePlane struct {
 	store  *store.Store
 	groups store.Typed[types.ContainerGroup]
 	status store.Typed[types.GroupStatus]
+	// dnsNames are the DNS name claims (issue 5).
+	dnsNames store.Typed[types.DNSName]
 }
 
 var _ agent.ControlPlane = (*storePlane)(nil)
 
 func newStorePlane(s *store.Store) *storePlane {
 	return &storePlane{
-		store:  s,
-		groups: store.NewTyped[types.ContainerGroup](s, types.PrefixGroups),
-		status: store.NewTyped[types.GroupStatus](s, types.PrefixGroupStatus),
+		store:    s,
+		groups:   store.NewTyped[types.ContainerGroup](s, types.PrefixGroups),
+		status:   store.NewTyped[types.GroupStatus](s, types.PrefixGroupStatus),
+		dnsNames: store.NewTyped[types.DNSName](s, types.PrefixDNSNames),
 	}
 }
 
@@ -104,5 +107,28 @@ func (p *storePlane) RemoveGroup(ctx context.Context, g *types.ContainerGroup) e
 	if err != nil {
 		return err
 	}
-	return p.groups.Delete(ctx, g.Key(), rev)
+	if err := p.groups.Delete(ctx, g.Key(), rev); err != nil {
+		return err
+	}
+	return p.releaseDNSName(ctx, g)
+}
+
+// releaseDNSName frees the DNS name the deleted group held (issue 5). A
+// claim left behind is harmless: the API treats the claim of a group that
+// is gone as stale.
+func (p *storePlane) releaseDNSName(ctx context.Context, g *types.ContainerGroup) error {
+	if g.Spec.IPAddress == nil || g.Spec.IPAddress.FQDN == "" {
+		return nil
+	}
+	claim, rev, err := p.dnsNames.Get(ctx, g.Spec.IPAddress.FQDN)
+	if errdefs.IsNotFound(err) || (err == nil && claim.GroupUID != g.UID) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.dnsNames.Delete(ctx, g.Spec.IPAddress.FQDN, rev); err != nil && !errdefs.IsNotFound(err) && !errors.Is(err, errdefs.ErrConflict) {
+		return err
+	}
+	return nil
 }

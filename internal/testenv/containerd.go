@@ -91,7 +91,7 @@ func StartContainerd(t testing.TB) *Containerd {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = daemonAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startDaemon(cmd); err != nil {
 		removeTree(t, dir)
 		t.Fatalf("start containerd: %v", err)
 	}
@@ -176,6 +176,11 @@ func (c *Containerd) stop(t testing.TB, cmd *exec.Cmd, done <-chan struct{}) {
 	// its shims running; find them by the address they were given.
 	if leaked := killShims(c.Address); len(leaked) > 0 {
 		t.Errorf("killed leaked containerd shims: %s", strings.Join(leaked, "; "))
+	}
+	// gVisor's sandboxes, gofers and waits outlive a killed shim; they name
+	// a log under the daemon's state dir. (issue 7)
+	if leaked := killRunsc(c.State); len(leaked) > 0 {
+		t.Errorf("killed leaked runsc processes: %s", strings.Join(leaked, "; "))
 	}
 	if err := unmountUnder(c.dir); err != nil {
 		t.Errorf("unmount under %s: %v", c.dir, err)
@@ -285,6 +290,46 @@ func killShims(address string) []string {
 		}
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		found = append(found, fmt.Sprintf("pid %d namespace %s id %s", pid, ns, id))
+	}
+	return found
+}
+
+// killRunsc SIGKILLs the runsc processes (sandbox, gofer, wait) whose
+// command line names a path below state, the state dir of a containerd
+// whose shims started them, and returns a description of each. Processes
+// of containers deleted just before get 5 s to finish exiting.
+func killRunsc(state string) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for len(runscProcs(state)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	var found []string
+	for pid, line := range runscProcs(state) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		found = append(found, fmt.Sprintf("pid %d %.120s", pid, line))
+	}
+	return found
+}
+
+// runscProcs maps the pids of the runsc processes that name a path below
+// state to their command lines.
+func runscProcs(state string) map[int]string {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	found := map[int]string{}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		line := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+		if !strings.Contains(line, "runsc") || !strings.Contains(line, state+"/") {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err != nil {
+			continue
+		}
+		found[pid] = line
 	}
 	return found
 }

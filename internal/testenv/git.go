@@ -89,7 +89,7 @@ func ServeGitRepo(t testing.TB, name string, commits []GitCommit) *GitRepo {
 		fmt.Sprintf("--port=%d", port), "--base-path="+base, base)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = daemonAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startDaemon(cmd); err != nil {
 		t.Fatalf("start git daemon: %v", err)
 	}
 	done := make(chan struct{})

@@ -107,7 +107,7 @@ func runRegistry(t testing.TB, dir, logPath, addr, authConfig string) (*Registry
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = daemonAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startDaemon(cmd); err != nil {
 		t.Fatalf("start %s: %v", RegistryBinary, err)
 	}
 	done := make(chan struct{})
@@ -146,7 +146,7 @@ func runRegistry(t testing.TB, dir, logPath, addr, authConfig string) (*Registry
 	t.Cleanup(func() {
 		select {
 		case <-done:
-			t.Errorf("registry exited before the end of the test")
+			t.Errorf("registry exited before the end of the test: %v", cmd.ProcessState)
 			return
 		default:
 		}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +48,14 @@ type ServerOptions struct {
 	// LogLevel is --log-level; default "debug", since the log is only
 	// printed when a test fails.
 	LogLevel string
-	// ExtraArgs are appended to the command line.
+	// ExtraArgs are appended to the command line. Without a
+	// --dns-forward among them the DNS server forwards nowhere, so that
+	// no test query leaves the host. (issue 5)
 	ExtraArgs []string
+	// Isolation, when set, is --isolation. "sandboxed" also builds Berth's
+	// gVisor shim (BuildRunscShim) and passes it as --runsc-shim, with
+	// runsc from hack/setup.sh (RequireRunsc). (issue 7)
+	Isolation string
 }
 
 // Server is a `berth server` child process with its own data dir, port,
@@ -61,6 +69,9 @@ type Server struct {
 	Subnet string
 	// Listen is the API's 127.0.0.1:PORT.
 	Listen string
+	// DNS is the built-in DNS server's 127.0.0.1:PORT, UDP and TCP.
+	// (issue 5)
+	DNS string
 	// Client is the parsed client.json of the running server.
 	Client ClientConfig
 
@@ -122,6 +133,9 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 	if s.Listen, err = freeLoopbackAddr(); err != nil {
 		t.Fatalf("pick API port: %v", err)
 	}
+	if s.DNS, err = freeDNSAddr(); err != nil {
+		t.Fatalf("pick DNS port: %v", err)
+	}
 	s.logPath = filepath.Join(t.TempDir(), "berth-server.log")
 
 	dumpLogOnFailure(t, "berth server", s.logPath)
@@ -181,6 +195,11 @@ func (s *Server) HTTPClient() *http.Client {
 // Do sends an authenticated request to path (below the endpoint) with a
 // JSON body when body is not nil.
 func (s *Server) Do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	return s.DoAs(ctx, s.Client.Token, method, path, body)
+}
+
+// DoAs is Do with another bearer token.
+func (s *Server) DoAs(ctx context.Context, token, method, path string, body any) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -193,7 +212,7 @@ func (s *Server) Do(ctx context.Context, method, path string, body any) (*http.R
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.Client.Token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -232,9 +251,19 @@ func (s *Server) start(t testing.TB) {
 		"--bridge-name", s.Bridge,
 		"--subnet", s.Subnet,
 		"--log-level", s.opts.LogLevel,
+		"--dns-listen", s.DNS,
+	}
+	if !slices.Contains(s.opts.ExtraArgs, "--dns-forward") {
+		args = append(args, "--dns-forward", "none")
 	}
 	for _, r := range s.opts.InsecureRegistries {
 		args = append(args, "--insecure-registry", r)
+	}
+	if s.opts.Isolation != "" {
+		args = append(args, "--isolation", s.opts.Isolation)
+	}
+	if s.opts.Isolation == "sandboxed" {
+		args = append(args, "--runsc-path", RequireRunsc(t), "--runsc-shim", BuildRunscShim(t))
 	}
 	args = append(args, s.opts.ExtraArgs...)
 	fmt.Fprintf(logFile, "===== testenv: start %d: %s %s\n", s.starts, s.binary, strings.Join(args, " "))
@@ -243,7 +272,7 @@ func (s *Server) start(t testing.TB) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = daemonAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startDaemon(cmd); err != nil {
 		t.Fatalf("start berth server: %v", err)
 	}
 	done := make(chan struct{})
@@ -309,6 +338,13 @@ func (s *Server) cleanup(t testing.TB, ownDataDir bool) {
 			s.Stop(t)
 		}
 	}
+	// runsc keeps an empty network namespace mounted in its root, below
+	// the server's runtime state dir, while sandboxes exist. (issue 7)
+	if s.opts.Isolation == "sandboxed" {
+		if err := unmountUnder(RuntimeStateDir(s.DataDir)); err != nil {
+			t.Errorf("unmount under %s: %v", RuntimeStateDir(s.DataDir), err)
+		}
+	}
 	// Network namespace files stay mounted while their groups exist; a
 	// lazy unmount frees the files while running containers keep the
 	// namespaces themselves.
@@ -317,6 +353,12 @@ func (s *Server) cleanup(t testing.TB, ownDataDir bool) {
 	}
 	if err := deleteLink(s.Bridge); err != nil {
 		t.Errorf("delete bridge %s: %v", s.Bridge, err)
+	}
+	// Its firewall table and virtual network bridges (issue 5).
+	if left, err := removeServerNetworks(s.DataDir, s.Bridge); err != nil {
+		t.Errorf("remove networks of the server: %v", err)
+	} else if len(left) > 0 {
+		t.Logf("removed network leftovers of the server:\n%s", strings.Join(left, "\n"))
 	}
 	removed, err := removeSubnetRules(s.Subnet)
 	if err != nil {
@@ -397,4 +439,31 @@ func deleteLink(name string) error {
 		return fmt.Errorf("ip link del %s: %w: %s", name, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// freeDNSAddr picks a loopback port free for both UDP and TCP.
+func freeDNSAddr() (string, error) {
+	for range 20 {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := pc.LocalAddr().String()
+		ln, err := net.Listen("tcp", addr)
+		pc.Close()
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return addr, nil
+	}
+	return "", errors.New("no loopback port free for both UDP and TCP after 20 attempts")
+}
+
+// RuntimeStateDir is where `berth server --data-dir dataDir` keeps its
+// runtime state (runc's and runsc's roots): internal/daemon's
+// runtimeStateDir, which it must match.
+func RuntimeStateDir(dataDir string) string {
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join("/run/berth", hex.EncodeToString(sum[:6]))
 }

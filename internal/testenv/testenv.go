@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -83,6 +85,37 @@ func logTail(path string) string {
 func daemonAttrs() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }
+
+// startDaemon starts cmd (with daemonAttrs) from one OS thread that lives
+// as long as the test binary. The kernel sends Pdeathsig when the thread
+// that forked the child ends, not the process, and Go ends every thread a
+// goroutine leaves locked, as the network namespace code does after
+// switching namespaces: a daemon forked from such a thread would get
+// SIGTERM in the middle of the test.
+func startDaemon(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawns = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread stays
+			for r := range spawns {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawns <- spawnReq{cmd: cmd, done: done}
+	return <-done
+}
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan<- error
+}
+
+var (
+	spawnOnce sync.Once
+	spawns    chan spawnReq
+)
 
 // stopProcess sends SIGTERM to cmd's process group, waits up to grace for
 // done to close, and then sends SIGKILL. It reports whether the process

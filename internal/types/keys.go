@@ -9,6 +9,13 @@ const (
 	PrefixGroups         = "groups/"
 	PrefixGroupStatus    = "groupstatus/"
 	PrefixOperations     = "operations/"
+	// PrefixVirtualNetworks holds types.VirtualNetwork by VirtualNetworkKey.
+	PrefixVirtualNetworks = "virtualnetworks/"
+	// PrefixDNSNames holds the DNS name claims, keyed by FQDN.
+	PrefixDNSNames = "dnsnames/"
+	// KeyTenant holds the installation's tenant id (a Tenant), made on
+	// the first start.
+	KeyTenant = "config/tenant"
 )
 
 // Operation kinds.
@@ -45,4 +52,10 @@ type Operation struct {
 	ErrorMessage string    `json:"errorMessage,omitempty"`
 	StartTime    time.Time `json:"startTime"`
 	EndTime      time.Time `json:"endTime,omitzero"`
+}
+
+// Tenant is the installation's tenant: Berth has one per installation. Its
+// id feeds the hashed DNS names of the TenantReuse and narrower scopes.
+type Tenant struct {
+	ID string `json:"id"`
 }

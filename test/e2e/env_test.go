@@ -50,23 +50,61 @@ type env struct {
 	ctr        *client.Client
 	helloRef   string
 	sub, rg    string
+	token      string // the principal's bearer token
 	groups     *armcontainerinstance.ContainerGroupsClient
 	containers *armcontainerinstance.ContainersClient
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with more `berth server` flags.
+func newEnvWith(t *testing.T, serverArgs []string) *env {
+	t.Helper()
 	testenv.RequireRoot(t)
 	e := &env{}
 	e.ctd = testenv.StartContainerd(t)
 	e.reg = testenv.StartRegistry(t)
 	e.helloRef = testenv.PushHelloImage(t, e.reg)
-	e.srv = testenv.StartServer(t, testenv.ServerOptions{Containerd: e.ctd, InsecureRegistries: []string{e.reg.Addr}})
+	e.srv = testenv.StartServer(t, testenv.ServerOptions{Containerd: e.ctd, InsecureRegistries: []string{e.reg.Addr}, ExtraArgs: serverArgs})
 	e.ctr = e.ctd.Client(t)
-	e.sub = uuid.NewString()
+	e.connect(t, e.srv.Client.Token, uuid.NewString())
+	return e
+}
+
+// as returns an env on the same installation for another principal
+// (bearer token) and subscription, with a resource group of its own.
+func (e *env) as(t *testing.T, token, sub string) *env {
+	t.Helper()
+	c := *e
+	c.connect(t, token, sub)
+	return &c
+}
+
+// connect makes SDK clients for token in subscription sub and creates a
+// fresh resource group there.
+func (e *env) connect(t *testing.T, token, sub string) {
+	t.Helper()
+	e.token, e.sub = token, sub
 	e.rg = "rg-" + randomHex(t, 4)
 
-	opts := &arm.ClientOptions{
+	opts := e.armOptions()
+	cred := staticToken(token)
+	var err error
+	if e.groups, err = armcontainerinstance.NewContainerGroupsClient(e.sub, cred, opts); err != nil {
+		t.Fatalf("container groups client: %v", err)
+	}
+	if e.containers, err = armcontainerinstance.NewContainersClient(e.sub, cred, opts); err != nil {
+		t.Fatalf("containers client: %v", err)
+	}
+	e.createResourceGroup(t)
+}
+
+// armOptions points the Azure SDK at the test server.
+func (e *env) armOptions() *arm.ClientOptions {
+	return &arm.ClientOptions{
 		ClientOptions: azcore.ClientOptions{
 			Cloud: cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
 				cloud.ResourceManager: {Endpoint: e.srv.Client.Endpoint, Audience: "https://management.core.windows.net/"},
@@ -76,16 +114,6 @@ func newEnv(t *testing.T) *env {
 		},
 		DisableRPRegistration: true,
 	}
-	cred := staticToken(e.srv.Client.Token)
-	var err error
-	if e.groups, err = armcontainerinstance.NewContainerGroupsClient(e.sub, cred, opts); err != nil {
-		t.Fatalf("container groups client: %v", err)
-	}
-	if e.containers, err = armcontainerinstance.NewContainersClient(e.sub, cred, opts); err != nil {
-		t.Fatalf("containers client: %v", err)
-	}
-	e.createResourceGroup(t)
-	return e
 }
 
 // staticToken is the server's admin bearer token as an azcore credential.
@@ -102,7 +130,7 @@ func (e *env) createResourceGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	path := fmt.Sprintf("/subscriptions/%s/resourcegroups/%s?api-version=2021-04-01", e.sub, e.rg)
-	resp, err := e.srv.Do(ctx, http.MethodPut, path, map[string]string{"location": "westus"})
+	resp, err := e.srv.DoAs(ctx, e.token, http.MethodPut, path, map[string]string{"location": "westus"})
 	if err != nil {
 		t.Fatalf("create resource group: %v", err)
 	}

@@ -71,6 +71,8 @@ type Attachment struct {
 	IP string
 	// Gateway is the bridge's address, the group's default route.
 	Gateway string
+	// Bridge is the host bridge the group is attached to.
+	Bridge string
 }
 
 // PortMapping publishes a port of the group on the host, through the
@@ -87,12 +89,14 @@ type PortMapping struct {
 // Manager attaches and detaches group network namespaces. It is safe for
 // concurrent use; calls for the same id are serialised.
 type Manager struct {
-	dir    string
-	cni    *libcni.CNIConfig
-	list   *libcni.NetworkConfigList
-	lo     *libcni.PluginConfig
-	subnet netip.Prefix
-	locks  keyedMutex
+	dir   string
+	cni   *libcni.CNIConfig
+	def   *bridgeNet // the node's public bridge
+	lo    *libcni.PluginConfig
+	locks keyedMutex
+	// netLocks serialises CNI work per bridge network, so that the removal
+	// of a subnet bridge after its last DEL never races an ADD.
+	netLocks keyedMutex
 }
 
 // New validates opts, creates the state directories, writes the CNI config
@@ -124,28 +128,24 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 
-	m := &Manager{dir: opts.Dir, subnet: subnet}
-	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir()} {
+	m := &Manager{dir: opts.Dir}
+	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir(), m.recordDir(), m.netsDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create network state dir: %w", err)
 		}
 	}
 
-	listBytes, err := confList(opts.NetworkName, opts.Bridge, subnet, m.ipamDir())
-	if err != nil {
-		return nil, fmt.Errorf("render conflist: %w", err)
+	if m.def, err = newBridgeNet(opts.NetworkName, opts.Bridge, subnet, m.ipamDir()); err != nil {
+		return nil, err
 	}
 	loBytes, err := loopbackConf(opts.NetworkName)
 	if err != nil {
 		return nil, fmt.Errorf("render loopback conf: %w", err)
 	}
-	if m.list, err = libcni.ConfListFromBytes(listBytes); err != nil {
-		return nil, fmt.Errorf("parse conflist: %w", err)
-	}
 	if m.lo, err = libcni.NetworkPluginConfFromBytes(loBytes); err != nil {
 		return nil, fmt.Errorf("parse loopback conf: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(m.cniDir(), confListFile), listBytes); err != nil {
+	if err := writeFileAtomic(filepath.Join(m.cniDir(), confListFile), m.def.bytes); err != nil {
 		return nil, err
 	}
 	if err := writeFileAtomic(filepath.Join(m.cniDir(), loopbackFile), loBytes); err != nil {
@@ -155,11 +155,14 @@ func New(opts Options) (*Manager, error) {
 	m.cni = libcni.NewCNIConfigWithCacheDir(opts.PluginDirs, m.cacheDir(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := m.cni.ValidateNetworkList(ctx, m.list); err != nil {
+	if _, err := m.cni.ValidateNetworkList(ctx, m.def.list); err != nil {
 		return nil, fmt.Errorf("cni plugins in %s: %w: %w", strings.Join(opts.PluginDirs, ":"), errdefs.ErrFailedPrecondition, err)
 	}
 	if _, err := m.cni.ValidateNetwork(ctx, m.lo); err != nil {
 		return nil, fmt.Errorf("cni plugins in %s: %w: %w", strings.Join(opts.PluginDirs, ":"), errdefs.ErrFailedPrecondition, err)
+	}
+	if err := m.collectNets(); err != nil {
+		slog.Warn("collect unused subnet networks", "err", err)
 	}
 	return m, nil
 }
@@ -173,12 +176,28 @@ func (m *Manager) ipamDir() string     { return filepath.Join(m.dir, "cni", "ipa
 // NetNSPath is where the namespace of id is (or would be) mounted.
 func (m *Manager) NetNSPath(id string) string { return filepath.Join(m.netnsDir(), id) }
 
-// Subnet is the network's subnet.
-func (m *Manager) Subnet() netip.Prefix { return m.subnet }
+// Subnet is the public network's subnet.
+func (m *Manager) Subnet() netip.Prefix { return m.def.subnet }
+
+// Bridge is the public network's bridge.
+func (m *Manager) Bridge() string { return m.def.bridge }
 
 // Setup is SetupWithPorts without published ports.
 func (m *Manager) Setup(ctx context.Context, id string) (Attachment, error) {
 	return m.SetupWithPorts(ctx, id, nil)
+}
+
+// SetupIn attaches id to the bridge of a virtual network subnet, or to the
+// public bridge when p is nil. See SetupWithPorts.
+func (m *Manager) SetupIn(ctx context.Context, id string, p *Placement) (Attachment, error) {
+	if p == nil {
+		return m.SetupWithPorts(ctx, id, nil)
+	}
+	n, err := m.subnetNet(p)
+	if err != nil {
+		return Attachment{}, err
+	}
+	return m.setup(ctx, id, n, nil)
 }
 
 // SetupWithPorts creates the network namespace of id, brings up its
@@ -189,6 +208,10 @@ func (m *Manager) Setup(ctx context.Context, id string) (Attachment, error) {
 // for (to change them, Teardown first). Leftovers of an interrupted Setup
 // are removed before a new attempt, and a failed attempt undoes itself.
 func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMapping) (_ Attachment, retErr error) {
+	return m.setup(ctx, id, m.def, ports)
+}
+
+func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []PortMapping) (_ Attachment, retErr error) {
 	if err := checkID(id); err != nil {
 		return Attachment{}, err
 	}
@@ -198,7 +221,7 @@ func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMap
 	path := m.NetNSPath(id)
 	if a, ok, err := m.cached(id, path); err != nil {
 		return Attachment{}, err
-	} else if ok {
+	} else if ok && a.Bridge == n.bridge {
 		return a, nil
 	}
 	// Whatever exists for id is an incomplete attachment (the cache entry
@@ -207,7 +230,18 @@ func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMap
 		return Attachment{}, fmt.Errorf("clean up earlier attachment of %s: %w", id, err)
 	}
 
+	unlockNet := m.netLocks.lock(n.name)
+	defer unlockNet()
+	// The record goes first: a crash after it still lets teardown find the
+	// network whose DEL releases what the ADD allocated.
+	if err := m.writeNetConf(n); err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+	}
+	if err := m.writeRecord(id, n); err != nil {
+		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+	}
 	if err := createNetNS(m.netnsTmpDir(), path); err != nil {
+		_ = m.removeRecord(id)
 		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
 	}
 	defer func() {
@@ -216,7 +250,7 @@ func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMap
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := m.teardown(cctx, id); err != nil {
+		if err := m.teardownIn(cctx, id, n); err != nil {
 			slog.WarnContext(ctx, "roll back network setup", "group_uid", id, "error", err)
 			retErr = errors.Join(retErr, fmt.Errorf("roll back: %w", err))
 		}
@@ -229,14 +263,15 @@ func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMap
 	if len(ports) > 0 {
 		rt.CapabilityArgs = map[string]any{"portMappings": portMappings(ports)}
 	}
-	res, err := m.cni.AddNetworkList(ctx, m.list, rt)
+	res, err := m.cni.AddNetworkList(ctx, n.list, rt)
 	if err != nil {
-		return Attachment{}, fmt.Errorf("network of %s: cni add %s: %w", id, m.list.Name, err)
+		return Attachment{}, fmt.Errorf("network of %s: cni add %s: %w", id, n.list.Name, err)
 	}
 	a, err := attachment(path, res)
 	if err != nil {
 		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
 	}
+	a.Bridge = n.bridge
 	return a, nil
 }
 
@@ -247,7 +282,11 @@ func (m *Manager) cached(id, path string) (Attachment, bool, error) {
 	if err != nil || !alive {
 		return Attachment{}, false, err
 	}
-	res, err := m.cni.GetNetworkListCachedResult(m.list, &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifEth})
+	n, err := m.recordedNet(id)
+	if err != nil {
+		return Attachment{}, false, err
+	}
+	res, err := m.cni.GetNetworkListCachedResult(n.list, &libcni.RuntimeConf{ContainerID: id, NetNS: path, IfName: ifEth})
 	if err != nil {
 		return Attachment{}, false, fmt.Errorf("network of %s: read cni cache: %w", id, err)
 	}
@@ -258,7 +297,21 @@ func (m *Manager) cached(id, path string) (Attachment, bool, error) {
 	if err != nil {
 		return Attachment{}, false, fmt.Errorf("network of %s: cached result: %w", id, err)
 	}
+	a.Bridge = n.bridge
 	return a, true, nil
+}
+
+// Attached returns the attachment of id if it is complete, from the CNI
+// cache: it survives an agent restart. It waits for a Setup or Teardown of
+// id in progress: their half-written files must not be read (nor the
+// placeholder of a namespace not yet mounted be taken for a stale one).
+func (m *Manager) Attached(id string) (Attachment, bool, error) {
+	if err := checkID(id); err != nil {
+		return Attachment{}, false, err
+	}
+	unlock := m.locks.lock(id)
+	defer unlock()
+	return m.cached(id, m.NetNSPath(id))
 }
 
 // Teardown detaches the namespace of id from the network (CNI DEL of the
@@ -277,10 +330,24 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 	return nil
 }
 
-// teardown runs DEL even when neither namespace nor cache is left: DEL is
-// idempotent for the plugins, and it is what releases an address that an
-// ADD interrupted by a crash allocated without caching.
+// teardown detaches id from the network its record names (the public one
+// when there is no record: attachments made before records existed).
 func (m *Manager) teardown(ctx context.Context, id string) error {
+	n, err := m.recordedNet(id)
+	if err != nil {
+		return err
+	}
+	unlockNet := m.netLocks.lock(n.name)
+	defer unlockNet()
+	return m.teardownIn(ctx, id, n)
+}
+
+// teardownIn runs DEL even when neither namespace nor cache is left: DEL is
+// idempotent for the plugins, and it is what releases an address that an
+// ADD interrupted by a crash allocated without caching. The caller holds
+// the network's lock. A subnet bridge whose last attachment this was is
+// removed with its IPAM state.
+func (m *Manager) teardownIn(ctx context.Context, id string, n *bridgeNet) error {
 	path := m.NetNSPath(id)
 	alive, err := netnsAlive(path)
 	if err != nil {
@@ -291,7 +358,7 @@ func (m *Manager) teardown(ctx context.Context, id string) error {
 		nsPath = path
 	}
 
-	list, rt, err := m.cachedList(id)
+	list, rt, err := m.cachedList(id, n)
 	if err != nil {
 		return err
 	}
@@ -308,19 +375,28 @@ func (m *Manager) teardown(ctx context.Context, id string) error {
 	if err := m.cni.DelNetwork(ctx, lo, rt); err != nil {
 		return fmt.Errorf("cni del loopback: %w", err)
 	}
-	return removeNetNS(path)
+	if err := removeNetNS(path); err != nil {
+		return err
+	}
+	if err := m.removeRecord(id); err != nil {
+		return err
+	}
+	if n == m.def {
+		return nil
+	}
+	return m.releaseNetIfUnused(n)
 }
 
 // cachedList returns the list config and runtime arguments that the ADD of
 // id used, or the current config if there was no complete ADD.
-func (m *Manager) cachedList(id string) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
+func (m *Manager) cachedList(id string, n *bridgeNet) (*libcni.NetworkConfigList, *libcni.RuntimeConf, error) {
 	rt := &libcni.RuntimeConf{ContainerID: id, IfName: ifEth}
-	b, crt, err := m.cni.GetNetworkListCachedConfig(m.list, rt)
+	b, crt, err := m.cni.GetNetworkListCachedConfig(n.list, rt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read cni cache: %w", err)
 	}
 	if b == nil {
-		return m.list, rt, nil
+		return n.list, rt, nil
 	}
 	list, err := libcni.ConfListFromBytes(b)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -53,8 +54,16 @@ type ContainerSpec struct {
 	// Labels are set on the container (see labels.go for Berth's keys).
 	Labels map[string]string
 	// ShimGroup, when set, makes one shim serve every container with the
-	// same value (the containers of one group).
+	// same value (the containers of one group). Under sandboxed isolation
+	// it is required, and every container with the same value runs in one
+	// gVisor sandbox, made with the first of them (see ensureSandbox).
 	ShimGroup string
+	// GroupCPU and GroupMemoryBytes are the limits of the whole group.
+	// Under sandboxed isolation they bound the group's sandbox, where the
+	// host enforces them (plus SandboxOverheadBytes of memory); runsc does
+	// not enforce a container's own limits on the host.
+	GroupCPU         float64
+	GroupMemoryBytes int64
 }
 
 // Mount is a bind mount into a container.
@@ -98,13 +107,38 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		return fmt.Errorf("container %s: %w", spec.ID, err)
 	}
 
+	specOpts := r.specOpts(img, spec)
+	runtimeOpt := client.WithRuntime(runcRuntime, &options.Options{Root: r.runcRoot()})
+	var taskOpts []client.NewTaskOpts
+	sandboxed := r.opts.Isolation == IsolationSandboxed
+	if sandboxed {
+		if spec.ShimGroup == "" {
+			return fmt.Errorf("container %s: sandboxed isolation needs a shim group: %w", spec.ID, errdefs.ErrInvalidArgument)
+		}
+		if err := r.checkSandboxID(ctx, spec); err != nil {
+			return err
+		}
+		sb, err := r.ensureSandbox(ctx, spec)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", spec.ID, err)
+		}
+		specOpts = append(specOpts, sandboxedOpts(sb))
+		spec.Labels = maps.Clone(spec.Labels)
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[labelInSandbox] = sb
+		runtimeOpt = client.WithRuntime(runscRuntime, r.runscOptions())
+		taskOpts = append(taskOpts, client.WithRuntimePath(r.opts.ShimPath))
+	}
+
 	ctr, err := r.client.NewContainer(ctx, spec.ID,
 		client.WithImage(img),
 		client.WithSnapshotter(r.opts.Snapshotter),
 		client.WithNewSnapshot(spec.ID, img),
-		client.WithRuntime(runcRuntime, &options.Options{Root: r.runcRoot()}),
+		runtimeOpt,
 		client.WithContainerLabels(spec.Labels),
-		client.WithNewSpec(r.specOpts(img, spec)...),
+		client.WithNewSpec(specOpts...),
 	)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
@@ -115,7 +149,7 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 		defer cancel()
-		if err := ctr.Delete(cctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		if err := r.deleteContainer(cctx, ctr, 0); err != nil {
 			slog.WarnContext(ctx, "roll back container create", "container_id", spec.ID, "error", err)
 			retErr = errors.Join(retErr, fmt.Errorf("roll back: %w", err))
 		}
@@ -124,8 +158,13 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 	ioc := cio.NullIO
 	if spec.LogPath != "" {
 		ioc = cio.LogFile(spec.LogPath)
+		if sandboxed {
+			if ioc, err = newFileIO(spec.LogPath); err != nil {
+				return fmt.Errorf("container %s: %w", spec.ID, err)
+			}
+		}
 	}
-	if _, err := ctr.NewTask(ctx, ioc); err != nil {
+	if _, err := ctr.NewTask(ctx, ioc, taskOpts...); err != nil {
 		return fmt.Errorf("create task %s: %w", spec.ID, err)
 	}
 	return nil
@@ -172,10 +211,11 @@ func (r *Runtime) specOpts(img oci.Image, spec ContainerSpec) []oci.SpecOpts {
 		}
 		opts = append(opts, oci.WithMounts(mounts))
 	}
-	if spec.ShimGroup != "" {
+	if spec.ShimGroup != "" && r.opts.Isolation != IsolationSandboxed {
 		opts = append(opts, oci.WithAnnotations(map[string]string{AnnotationShimGroup: spec.ShimGroup}))
 	}
-	return opts
+	// Last, so that nothing above can widen what it allows.
+	return append(opts, hardening(r.opts.PidsLimit)...)
 }
 
 // Start starts the task that Create made and records the start time in the
@@ -190,11 +230,15 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("task of %s: %w", id, err)
 	}
+	labels := map[string]string{}
+	if err := r.recordOOMBase(ctx, ctr, labels); err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
 	if err := task.Start(ctx); err != nil {
 		return fmt.Errorf("start %s: %w", id, err)
 	}
-	now := time.Now().UTC().Format(time.RFC3339Nano)
-	if _, err := ctr.SetLabels(ctx, map[string]string{LabelStartedAt: now}); err != nil {
+	labels[LabelStartedAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	if _, err := ctr.SetLabels(ctx, labels); err != nil {
 		return fmt.Errorf("label %s as started: %w", id, err)
 	}
 	return nil
@@ -212,11 +256,17 @@ func (r *Runtime) Remove(ctx context.Context, id string, grace time.Duration) er
 	if err != nil {
 		return fmt.Errorf("container %s: %w", id, err)
 	}
+	return r.deleteContainer(ctx, ctr, grace)
+}
+
+// deleteContainer stops and deletes the task of ctr and deletes ctr with
+// its snapshot.
+func (r *Runtime) deleteContainer(ctx context.Context, ctr client.Container, grace time.Duration) error {
 	if err := r.removeTask(ctx, ctr, grace); err != nil {
-		return fmt.Errorf("remove task %s: %w", id, err)
+		return fmt.Errorf("remove task %s: %w", ctr.ID(), err)
 	}
 	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("delete container %s: %w", id, err)
+		return fmt.Errorf("delete container %s: %w", ctr.ID(), err)
 	}
 	return nil
 }
@@ -229,6 +279,19 @@ func (r *Runtime) removeTask(ctx context.Context, ctr client.Container, grace ti
 	st, err := task.Status(ctx)
 	if err != nil {
 		return ignoreNotFound(err)
+	}
+	if st.Status == client.Created && r.isRunsc(ctx, ctr) {
+		// runsc can neither signal a container that never started nor
+		// delete it (the shim waits for output that never ends): start it
+		// to kill it at once. gVisor's shim turns a failed start of a
+		// subcontainer into an exit.
+		if err := task.Start(ctx); err != nil {
+			slog.DebugContext(ctx, "start runsc task to remove it", "container_id", ctr.ID(), "error", err)
+		}
+		grace = 0
+		if st, err = task.Status(ctx); err != nil {
+			return ignoreNotFound(err)
+		}
 	}
 	if st.Status != client.Stopped {
 		if st.Status == client.Created {
@@ -250,6 +313,12 @@ func (r *Runtime) removeTask(ctx context.Context, ctr client.Container, grace ti
 		return fmt.Errorf("delete: %w", err)
 	}
 	return nil
+}
+
+// isRunsc tells whether ctr runs on gVisor's shim.
+func (r *Runtime) isRunsc(ctx context.Context, ctr client.Container) bool {
+	info, err := ctr.Info(ctx, client.WithoutRefreshedMetadata)
+	return err == nil && info.Runtime.Name == runscRuntime
 }
 
 // stop sends SIGTERM, then SIGKILL once grace has passed, until exited

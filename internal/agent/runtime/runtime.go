@@ -1,5 +1,7 @@
 // Package runtime runs Berth's containers on containerd (1.6 and later)
-// through its Go client, with the runc-v2 shim.
+// through its Go client, with the runc-v2 shim or, under sandboxed
+// isolation, in one gVisor sandbox per group with Berth's gVisor shim
+// (sandbox.go).
 //
 // Containers live in their own containerd namespace and carry io.berth.*
 // labels (labels.go); their output goes to a file written by the shim. All
@@ -47,6 +49,22 @@ type Options struct {
 	// CgroupParent is the cgroup under which every container gets
 	// CgroupParent/<id>; default "/berth".
 	CgroupParent string
+	// PidsLimit bounds the processes of each container; default
+	// DefaultPidsLimit.
+	PidsLimit int64
+
+	// Isolation is the node's isolation level; default IsolationRunc.
+	Isolation Isolation
+	// The rest configures IsolationSandboxed. RunscPlatform is runsc's
+	// platform, PlatformSystrap (default) or PlatformPtrace. RunscPath is
+	// the runsc binary, default DefaultLibDir/runsc; ShimPath is Berth's
+	// gVisor shim, default DefaultShimPath(). RunscDebugDir, when set,
+	// receives the shim's and runsc's debug logs (they grow without
+	// bound: for diagnosis only).
+	RunscPlatform string
+	RunscPath     string
+	ShimPath      string
+	RunscDebugDir string
 }
 
 // Runtime is a containerd client bound to Berth's namespace.
@@ -79,6 +97,18 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	if err := os.MkdirAll(filepath.Join(opts.StateDir, "runc"), 0o700); err != nil {
 		return nil, fmt.Errorf("create runtime state dir: %w", err)
 	}
+	r := &Runtime{opts: opts}
+	switch opts.Isolation {
+	case "":
+		r.opts.Isolation = IsolationRunc
+	case IsolationRunc:
+	case IsolationSandboxed:
+		if err := r.setupSandboxed(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("isolation %q: want %s or %s: %w", opts.Isolation, IsolationRunc, IsolationSandboxed, errdefs.ErrInvalidArgument)
+	}
 
 	c, err := client.New(opts.Address,
 		client.WithDefaultNamespace(opts.Namespace),
@@ -92,7 +122,8 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		c.Close()
 		return nil, fmt.Errorf("containerd at %s: %w", opts.Address, err)
 	}
-	return &Runtime{client: c, opts: opts}, nil
+	r.client = c
+	return r, nil
 }
 
 // waitServing polls the health service: right after containerd starts, its
@@ -124,6 +155,9 @@ func waitServing(ctx context.Context, c *client.Client) error {
 
 // Close closes the connection; containers keep running.
 func (r *Runtime) Close() error {
+	if r.opts.Isolation == IsolationSandboxed {
+		r.releaseRunscMounts()
+	}
 	return r.client.Close()
 }
 

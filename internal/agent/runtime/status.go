@@ -36,6 +36,10 @@ type Info struct {
 	// HasTask tells a container without a task from one whose task is in an
 	// unknown state.
 	HasTask bool
+	// OOMKilled tells, for a stopped container in a sandbox, that the
+	// kernel's OOM killer killed one of its processes (see sandboxOOM);
+	// under runc the agent reads the container's own cgroup instead.
+	OOMKilled bool
 	// Pid is the task's init process; 0 without a task.
 	Pid uint32
 	// ExitCode and ExitedAt are set when Status is "stopped". A process
@@ -55,7 +59,8 @@ type Exit struct {
 }
 
 // List returns every container in the namespace with the state of its
-// task, in two calls to containerd whatever their number.
+// task, in two calls to containerd whatever their number. Sandbox
+// containers are not listed (see LabelSandbox).
 func (r *Runtime) List(ctx context.Context) ([]Info, error) {
 	ctx = r.ctx(ctx)
 	ctrs, err := r.client.ContainerService().List(ctx)
@@ -72,7 +77,10 @@ func (r *Runtime) List(ctx context.Context) ([]Info, error) {
 	}
 	infos := make([]Info, 0, len(ctrs))
 	for _, c := range ctrs {
-		infos = append(infos, info(c, tasks[c.ID]))
+		if _, ok := c.Labels[LabelSandbox]; ok {
+			continue
+		}
+		infos = append(infos, r.sandboxOOM(info(c, tasks[c.ID])))
 	}
 	return infos, nil
 }
@@ -94,7 +102,7 @@ func (r *Runtime) Get(ctx context.Context, id string) (Info, error) {
 		}
 		return Info{}, fmt.Errorf("task of %s: %w", id, err)
 	}
-	return info(c, resp.Process), nil
+	return r.sandboxOOM(info(c, resp.Process)), nil
 }
 
 func info(c containers.Container, p *tasktypes.Process) Info {

@@ -1,7 +1,9 @@
 // Command hello is the tiny HTTP server of Berth's test image
 // berth/hello:1. It listens on :80 (or :$PORT), answers GET / with a
 // greeting and its hostname, and logs each request to stdout so that tests
-// can check container logs.
+// can check container logs. With UDP_ECHO set to a comma-separated list of
+// ports, it also sends every UDP datagram on those ports back to its
+// sender, for tests of UDP filtering.
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -47,6 +50,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	for _, p := range strings.Split(os.Getenv("UDP_ECHO"), ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", ":"+p)
+		if err != nil {
+			return fmt.Errorf("listen on udp :%s: %w", p, err)
+		}
+		defer pc.Close()
+		go echo(pc)
+		fmt.Printf("hello: echoing udp on :%s\n", p)
+	}
 	// Tests wait for this line in the container log.
 	fmt.Printf("hello: listening on %s\n", addr)
 	errc := make(chan error, 1)
@@ -78,4 +93,16 @@ func newHandler(hostname string, log io.Writer) http.Handler {
 		fmt.Fprintf(log, "hello: %s %s %s from %s\n", r.Method, r.URL.RequestURI(), r.Proto, r.RemoteAddr)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// echo sends every datagram back until pc is closed.
+func echo(pc net.PacketConn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		_, _ = pc.WriteTo(buf[:n], from)
+	}
 }

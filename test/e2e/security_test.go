@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerinstance/armcontainerinstance/v2"
+
+	"github.com/berth-dev/berth/internal/testenv"
+)
+
+// securityPidsLimit is the server's --pids-limit in TestSecurity_Runc: low,
+// so that the test can reach it quickly.
+const securityPidsLimit = 40
+
+// sh runs script with /bin/sh -c in a container through an exec session
+// and returns what it printed and its exit code.
+func (e *env) sh(ctx context.Context, t *testing.T, group, container, script string) (string, int) {
+	t.Helper()
+	s := e.postSession(ctx, t, group, container, "exec", map[string]any{"command": "/bin/sh -c " + shellQuote(script)})
+	out, ce := e.runExec(ctx, t, s, nil)
+	code, err := strconv.Atoi(strings.TrimPrefix(ce.Text, "exit code "))
+	if err != nil {
+		t.Fatalf("exec %q: closed with %d %q, want an exit code; output %q", script, ce.Code, ce.Text, out)
+	}
+	return strings.ReplaceAll(out, "\r\n", "\n"), code
+}
+
+// shellQuote quotes s as one shell word.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// TestSecurity_Runc: what a workload under the hardened runc level cannot
+// do. Each case runs a command in a real container and checks that the
+// kernel refused it.
+func TestSecurity_Runc(t *testing.T) {
+	t.Parallel()
+	// One host port is allowed to groups; another, as every port by
+	// default, is not.
+	allowedPort, deniedPort := freePort(t), freePort(t)
+	e := newEnvWith(t, []string{"--pids-limit", strconv.Itoa(securityPidsLimit), "--allow-host-port", "tcp:" + strconv.Itoa(allowedPort)})
+	busybox := testenv.PushBusyboxImage(t, e.reg)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+
+	sleeper := []*string{to.Ptr("/bin/sh"), to.Ptr("-c"), to.Ptr("trap 'exit 0' TERM; while true; do sleep 1; done")}
+	// Group "victim" keeps a secret in its emptyDir volume; "intruder"
+	// tries to get at it and at the host.
+	victim := busyboxGroup(busybox, "app", "Always", []*string{to.Ptr("/bin/sh"), to.Ptr("-c"),
+		to.Ptr("echo victim-secret > /data/secret; trap 'exit 0' TERM; while true; do sleep 1; done")})
+	victim.Properties.Volumes = []*armcontainerinstance.Volume{{Name: to.Ptr("data"), EmptyDir: map[string]any{}}}
+	victim.Properties.Containers[0].Properties.VolumeMounts = []*armcontainerinstance.VolumeMount{{Name: to.Ptr("data"), MountPath: to.Ptr("/data")}}
+	if _, err := e.create(ctx, t, "victim", victim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.create(ctx, t, "intruder", busyboxGroup(busybox, "app", "Always", sleeper)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitRunning(ctx, t, "victim")
+	e.waitRunning(ctx, t, "intruder")
+	if out, code := e.sh(ctx, t, "victim", "app", "cat /data/secret"); code != 0 || !strings.Contains(out, "victim-secret") {
+		t.Fatalf("victim's own volume: exit %d, %q", code, out)
+	}
+
+	t.Run("host processes are not visible", func(t *testing.T) {
+		out, code := e.sh(ctx, t, "intruder", "app", "ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '")
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		n, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+		if code != 0 || err != nil || len(lines) < 2 {
+			t.Fatalf("exit %d, output %q", code, out)
+		}
+		host, _ := filepath.Glob("/proc/[0-9]*")
+		if n > 10 || n >= len(host) {
+			t.Errorf("the container sees %d processes (the host has %d)", n, len(host))
+		}
+		if !strings.Contains(lines[1], "while true") {
+			t.Errorf("PID 1 in the container is %q, want the container's own command", lines[1])
+		}
+	})
+
+	t.Run("another group's volume is out of reach", func(t *testing.T) {
+		// The victim's volume lives under the server's data dir on the host;
+		// neither that path nor the secret exists in the intruder's view.
+		out, code := e.sh(ctx, t, "intruder", "app",
+			"ls "+shellQuote(e.srv.DataDir)+" 2>&1; grep -rs victim-secret /tmp /data /mnt /var /srv /home /root 2>&1; echo done")
+		if code != 0 || !strings.Contains(out, "No such file or directory") || strings.Contains(out, "victim-secret") {
+			t.Errorf("exit %d, output %q", code, out)
+		}
+	})
+
+	t.Run("mounting a filesystem is refused", func(t *testing.T) {
+		out, code := e.sh(ctx, t, "intruder", "app", "mkdir -p /tmp/m && mount -t tmpfs none /tmp/m")
+		if code == 0 || !strings.Contains(strings.ToLower(out), "permission denied") && !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("mount: exit %d, output %q", code, out)
+		}
+	})
+
+	t.Run("loading a kernel module is refused", func(t *testing.T) {
+		// A page of zeros gets past busybox's own checks to init_module,
+		// where the kernel (capability and seccomp) refuses it.
+		out, code := e.sh(ctx, t, "intruder", "app", "dd if=/dev/zero of=/tmp/x.ko bs=4096 count=1 2>/dev/null && insmod /tmp/x.ko")
+		if code == 0 || !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("insmod: exit %d, output %q", code, out)
+		}
+	})
+
+	t.Run("the network cannot be changed", func(t *testing.T) {
+		out, code := e.sh(ctx, t, "intruder", "app", "ip link set lo down; ip addr add 192.0.2.10/32 dev eth0; ip route add 198.51.100.0/24 dev eth0")
+		if code == 0 || strings.Count(out, "Operation not permitted") < 3 {
+			t.Errorf("ip: exit %d, output %q", code, out)
+		}
+	})
+
+	t.Run("dangerous capabilities are not held", func(t *testing.T) {
+		out, code := e.sh(ctx, t, "intruder", "app", "grep CapEff /proc/self/status")
+		fields := strings.Fields(out)
+		if code != 0 || len(fields) < 2 {
+			t.Fatalf("exit %d, output %q", code, out)
+		}
+		capEff, err := strconv.ParseUint(fields[1], 16, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, bit := range map[string]uint{"CAP_NET_ADMIN": 12, "CAP_SYS_MODULE": 16, "CAP_SYS_PTRACE": 19, "CAP_SYS_ADMIN": 21} {
+			if capEff&(1<<bit) != 0 {
+				t.Errorf("the container holds %s (CapEff %s)", name, fields[1])
+			}
+		}
+	})
+
+	t.Run("the host is out of reach but for allowed ports", func(t *testing.T) {
+		// Two services of the host, on its address on the group bridge:
+		// each greets whoever connects and counts them.
+		gw := netip.MustParsePrefix(e.srv.Subnet).Masked().Addr().Next().String()
+		var accepted [2]atomic.Int32
+		for i, port := range []int{allowedPort, deniedPort} {
+			ln, err := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(port)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					accepted[i].Add(1)
+					_, _ = c.Write([]byte("host-service\n"))
+					c.Close()
+				}
+			}()
+		}
+		out, _ := e.sh(ctx, t, "intruder", "app", "nc -w 3 "+gw+" "+strconv.Itoa(allowedPort)+" </dev/null")
+		if !strings.Contains(out, "host-service") || accepted[0].Load() == 0 {
+			t.Errorf("allowed host port %d: output %q, accepted %d", allowedPort, out, accepted[0].Load())
+		}
+		out, code := e.sh(ctx, t, "intruder", "app", "nc -w 3 "+gw+" "+strconv.Itoa(deniedPort)+" </dev/null")
+		if code == 0 || strings.Contains(out, "host-service") || accepted[1].Load() != 0 {
+			t.Errorf("host port %d: exit %d, output %q, accepted %d; want the connection dropped", deniedPort, code, out, accepted[1].Load())
+		}
+	})
+
+	// Last: it fills the container's process table for a while.
+	t.Run("the process limit holds", func(t *testing.T) {
+		id := e.containerID(ctx, t, "intruder", "app")
+		cg := filepath.Join("/sys/fs/cgroup/pids/berth", id)
+		if b, err := os.ReadFile(filepath.Join(cg, "pids.max")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(securityPidsLimit) {
+			t.Fatalf("pids.max of %s: %q, %v; want %d", id, b, err, securityPidsLimit)
+		}
+		// Twice the limit of background sleeps: the kernel refuses the
+		// forks past the limit (the shell gives up on the first refusal).
+		out, code := e.sh(ctx, t, "intruder", "app",
+			"i=0; while [ $i -lt "+strconv.Itoa(2*securityPidsLimit)+" ]; do sleep 10 & i=$((i+1)); done; echo spawned all")
+		b, err := os.ReadFile(filepath.Join(cg, "pids.current"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		current, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if code == 0 || !strings.Contains(out, "can't fork") || strings.Contains(out, "spawned all") {
+			t.Errorf("fork flood: exit %d, output %q; want the shell stopped by a refused fork", code, out)
+		}
+		if current == 0 || current > securityPidsLimit {
+			t.Errorf("pids.current %d with a limit of %d", current, securityPidsLimit)
+		}
+	})
+}
+
+// freePort returns a TCP port that was free on the host a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
