@@ -22,6 +22,8 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // ctrNamespace is where the ctr baseline runs, next to Berth's "berth".
@@ -307,7 +309,7 @@ func (p *podmanBaseline) cleanup(t *testing.T) {
 			t.Errorf("delete bridge %s: %v: %s", p.bridge, err, out)
 		}
 	}
-	if err := unmountUnder(p.dir); err != nil {
+	if err := testenv.UnmountUnder(p.dir); err != nil {
 		t.Errorf("unmount under %s: %v", p.dir, err)
 	}
 	if err := os.RemoveAll(p.dir); err != nil {
@@ -319,10 +321,6 @@ func (p *podmanBaseline) cleanup(t *testing.T) {
 // 10.200.0.0/13 that no host interface overlaps. testenv gives servers
 // /24s in 10.231-10.250, so the two never meet.
 func pickSubnet(bits int) (netip.Prefix, error) {
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		return netip.Prefix{}, err
-	}
 	for attempt := 0; attempt < 100; attempt++ {
 		n, err := rand.Int(rand.Reader, big.NewInt(1<<11)) // 8 × 256 third-octet values
 		if err != nil {
@@ -330,21 +328,9 @@ func pickSubnet(bits int) (netip.Prefix, error) {
 		}
 		v := n.Int64()
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(200 + v/256), byte(v % 256), 0}), bits).Masked()
-		inUse := false
-		for _, a := range addrs {
-			ipn, ok := a.(*net.IPNet)
-			if !ok {
-				continue
-			}
-			ip, ok := netip.AddrFromSlice(ipn.IP)
-			if !ok {
-				continue
-			}
-			ones, _ := ipn.Mask.Size()
-			if netip.PrefixFrom(ip.Unmap(), ones).Masked().Overlaps(p) {
-				inUse = true
-				break
-			}
+		inUse, err := testenv.PrefixInUse(p)
+		if err != nil {
+			return netip.Prefix{}, err
 		}
 		if !inUse {
 			return p, nil

@@ -60,13 +60,7 @@ func (h *harness) latency(t *testing.T) {
 			return err
 		},
 	}
-	for i := 0; i < h.m.latencyRuns; i++ {
-		for j := range runs {
-			if err := runs[(i+j)%len(runs)](); err != nil {
-				t.Fatalf("run %d: %v", i, err)
-			}
-		}
-	}
+	interleave(t, h.m.latencyRuns, nil, runs)
 	if len(berth) == 0 {
 		t.Fatalf("no Berth group ran (%d failed)", failures)
 	}
@@ -109,13 +103,7 @@ func (h *harness) pair(t *testing.T) {
 			return err
 		},
 	}
-	for i := 0; i < h.m.pairRuns; i++ {
-		for j := range runs {
-			if err := runs[(i+j)%len(runs)](); err != nil {
-				t.Fatalf("run %d: %v", i, err)
-			}
-		}
-	}
+	interleave(t, h.m.pairRuns, nil, runs)
 	if len(berth) == 0 {
 		t.Fatalf("no Berth group ran (%d failed)", failures)
 	}
@@ -161,16 +149,7 @@ func (h *harness) cold(t *testing.T) {
 			return err
 		},
 	}
-	for i := 0; i < h.m.coldRuns; i++ {
-		for j := range runs {
-			if err := purge(); err != nil {
-				t.Fatalf("purge image: %v", err)
-			}
-			if err := runs[(i+j)%len(runs)](); err != nil {
-				t.Fatalf("run %d: %v", i, err)
-			}
-		}
-	}
+	interleave(t, h.m.coldRuns, purge, runs)
 	if len(berth) == 0 {
 		t.Fatalf("no Berth group ran (%d failed)", failures)
 	}
@@ -474,4 +453,23 @@ func tolerate(t *testing.T, err error, failures *int) error {
 		return nil
 	}
 	return err
+}
+
+// interleave runs each of runs n times, rotating which goes first in each
+// round, so that no contender always runs on a machine warmed (or loaded)
+// by the one before it. before, when set, runs ahead of every run.
+func interleave(t *testing.T, n int, before func() error, runs []func() error) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		for j := range runs {
+			if before != nil {
+				if err := before(); err != nil {
+					t.Fatalf("run %d: prepare: %v", i, err)
+				}
+			}
+			if err := runs[(i+j)%len(runs)](); err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		}
+	}
 }

@@ -182,7 +182,7 @@ func (c *Containerd) stop(t testing.TB, cmd *exec.Cmd, done <-chan struct{}) {
 	if leaked := killRunsc(c.State); len(leaked) > 0 {
 		t.Errorf("killed leaked runsc processes: %s", strings.Join(leaked, "; "))
 	}
-	if err := unmountUnder(c.dir); err != nil {
+	if err := UnmountUnder(c.dir); err != nil {
 		t.Errorf("unmount under %s: %v", c.dir, err)
 	}
 	removeTree(t, c.dir)
@@ -343,8 +343,8 @@ func flagValue(args []string, name string) string {
 	return ""
 }
 
-// unmountUnder lazily unmounts every mount point below dir, deepest first.
-func unmountUnder(dir string) error {
+// UnmountUnder lazily unmounts every mount point below dir, deepest first.
+func UnmountUnder(dir string) error {
 	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
 	if err != nil {
 		return fmt.Errorf("read mountinfo: %w", err)

@@ -117,7 +117,7 @@ func FreePrefix(bits int) (netip.Prefix, error) {
 		}
 		v := uint32(10)<<24 | uint32(128)<<16 | uint32(n.Int64())<<(32-bits)
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits)
-		if inUse, err := prefixInUse(p); err != nil {
+		if inUse, err := PrefixInUse(p); err != nil {
 			return netip.Prefix{}, err
 		} else if !inUse {
 			return p, nil

@@ -341,14 +341,14 @@ func (s *Server) cleanup(t testing.TB, ownDataDir bool) {
 	// runsc keeps an empty network namespace mounted in its root, below
 	// the server's runtime state dir, while sandboxes exist. (issue 7)
 	if s.opts.Isolation == "sandboxed" {
-		if err := unmountUnder(RuntimeStateDir(s.DataDir)); err != nil {
+		if err := UnmountUnder(RuntimeStateDir(s.DataDir)); err != nil {
 			t.Errorf("unmount under %s: %v", RuntimeStateDir(s.DataDir), err)
 		}
 	}
 	// Network namespace files stay mounted while their groups exist; a
 	// lazy unmount frees the files while running containers keep the
 	// namespaces themselves.
-	if err := unmountUnder(s.DataDir); err != nil {
+	if err := UnmountUnder(s.DataDir); err != nil {
 		t.Errorf("unmount under %s: %v", s.DataDir, err)
 	}
 	if err := deleteLink(s.Bridge); err != nil {
@@ -393,7 +393,7 @@ func uniqueNetwork() (bridge, subnet string, err error) {
 		if _, err := net.InterfaceByName(bridge); err == nil {
 			continue
 		}
-		if inUse, err := prefixInUse(prefix); err != nil {
+		if inUse, err := PrefixInUse(prefix); err != nil {
 			return "", "", err
 		} else if inUse {
 			continue
@@ -403,8 +403,8 @@ func uniqueNetwork() (bridge, subnet string, err error) {
 	return "", "", errors.New("no free bridge name and subnet after 100 attempts")
 }
 
-// prefixInUse reports whether any host interface has an address in p.
-func prefixInUse(p netip.Prefix) (bool, error) {
+// PrefixInUse reports whether any host interface has an address in p.
+func PrefixInUse(p netip.Prefix) (bool, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
 		return false, fmt.Errorf("list addresses: %w", err)
