@@ -178,28 +178,40 @@ func (s *Server) groupStatus(r *http.Request, g *types.ContainerGroup) *types.Gr
 }
 
 func (s *Server) listGroupsBySubscription(r *http.Request) (*response, error) {
-	return s.listGroups(r, types.PrefixGroups+strings.ToLower(r.PathValue("sub"))+"/")
+	return s.listGroups(r, strings.ToLower(r.PathValue("sub"))+"/")
 }
 
 func (s *Server) listGroupsByResourceGroup(r *http.Request) (*response, error) {
 	if _, err := s.resourceGroup(r); err != nil {
 		return nil, err
 	}
-	return s.listGroups(r, types.PrefixGroups+types.ResourceGroupKey(r.PathValue("sub"), r.PathValue("rg"))+"/")
+	return s.listGroups(r, types.ResourceGroupKey(r.PathValue("sub"), r.PathValue("rg"))+"/")
 }
 
-func (s *Server) listGroups(r *http.Request, prefix string) (*response, error) {
-	kvs, _, err := s.store.List(r.Context(), prefix)
+// listGroups lists the groups whose keys start with scope, with their
+// status. Groups and statuses share their key layout, so each is one range
+// read, whatever the number of groups.
+func (s *Server) listGroups(r *http.Request, scope string) (*response, error) {
+	groups, _, err := s.groups.ListUnder(r.Context(), scope)
 	if err != nil {
 		return nil, err
 	}
+	statuses, _, err := s.status.ListUnder(r.Context(), scope)
+	if err != nil {
+		return nil, err
+	}
+	byKey := make(map[string]*types.GroupStatus, len(statuses))
+	for i := range statuses {
+		byKey[statuses[i].Key] = &statuses[i].Value
+	}
 	list := armv1.ContainerGroupList{Value: []armv1.ContainerGroup{}}
-	for _, kv := range kvs {
-		var g types.ContainerGroup
-		if err := kv.Decode(&g); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+	for i := range groups {
+		g := &groups[i].Value
+		st := byKey[g.Key()]
+		if st != nil && st.UID != g.UID {
+			st = nil // the status of an earlier incarnation
 		}
-		list.Value = append(list.Value, groupToWire(&g, s.groupStatus(r, &g), false))
+		list.Value = append(list.Value, groupToWire(g, st, false))
 	}
 	return &response{status: http.StatusOK, body: list}, nil
 }

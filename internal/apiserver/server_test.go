@@ -501,6 +501,10 @@ func TestGroupLifecycle(t *testing.T) {
 		if get(list, "value", 0, "properties", "instanceView") != nil {
 			t.Errorf("list %s has an instance view", p)
 		}
+		// ... but what the agent reported, read in one range read.
+		if get(list, "value", 0, "properties", "provisioningState") != "Succeeded" || get(list, "value", 0, "properties", "ipAddress", "ip") != "10.1.2.3" {
+			t.Errorf("list %s lacks the reported state and IP: %v", p, list)
+		}
 	}
 
 	// Logs.

@@ -65,7 +65,13 @@ func (t Typed[T]) Delete(ctx context.Context, key string, rev int64) error {
 // revision it was read at. A value that does not decode fails the whole
 // list with errdefs.ErrDataLoss.
 func (t Typed[T]) List(ctx context.Context) ([]Item[T], int64, error) {
-	kvs, rev, err := t.s.List(ctx, t.prefix)
+	return t.ListUnder(ctx, "")
+}
+
+// ListUnder is List of the keys that start with under (relative to the
+// prefix), in one read.
+func (t Typed[T]) ListUnder(ctx context.Context, under string) ([]Item[T], int64, error) {
+	kvs, rev, err := t.s.List(ctx, t.prefix+under)
 	if err != nil {
 		return nil, 0, err
 	}
