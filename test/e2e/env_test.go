@@ -63,12 +63,23 @@ func newEnv(t *testing.T) *env {
 // newEnvWith is newEnv with more `berth server` flags.
 func newEnvWith(t *testing.T, serverArgs []string) *env {
 	t.Helper()
+	return newEnvOpts(t, testenv.ServerOptions{ExtraArgs: serverArgs})
+}
+
+// newEnvOpts is newEnv with a server started with opts; the containerd
+// and the registry are the env's own.
+func newEnvOpts(t *testing.T, opts testenv.ServerOptions) *env {
+	t.Helper()
 	testenv.RequireRoot(t)
+	if opts.Isolation == "sandboxed" {
+		testenv.RequireRunsc(t)
+	}
 	e := &env{}
 	e.ctd = testenv.StartContainerd(t)
 	e.reg = testenv.StartRegistry(t)
 	e.helloRef = testenv.PushHelloImage(t, e.reg)
-	e.srv = testenv.StartServer(t, testenv.ServerOptions{Containerd: e.ctd, InsecureRegistries: []string{e.reg.Addr}, ExtraArgs: serverArgs})
+	opts.Containerd, opts.InsecureRegistries = e.ctd, append(opts.InsecureRegistries, e.reg.Addr)
+	e.srv = testenv.StartServer(t, opts)
 	e.ctr = e.ctd.Client(t)
 	e.connect(t, e.srv.Client.Token, uuid.NewString())
 	return e

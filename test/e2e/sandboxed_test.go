@@ -13,7 +13,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerinstance/armcontainerinstance/v2"
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/internal/testenv"
@@ -22,16 +21,7 @@ import (
 // newSandboxedEnv is newEnv with `berth server --isolation sandboxed`.
 func newSandboxedEnv(t *testing.T) *env {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireRunsc(t)
-	e := &env{}
-	e.ctd = testenv.StartContainerd(t)
-	e.reg = testenv.StartRegistry(t)
-	e.helloRef = testenv.PushHelloImage(t, e.reg)
-	e.srv = testenv.StartServer(t, testenv.ServerOptions{Containerd: e.ctd, InsecureRegistries: []string{e.reg.Addr}, Isolation: "sandboxed"})
-	e.ctr = e.ctd.Client(t)
-	e.connect(t, e.srv.Client.Token, uuid.NewString())
-	return e
+	return newEnvOpts(t, testenv.ServerOptions{Isolation: "sandboxed"})
 }
 
 // sandboxedGroup is a web server, a side container that fetches its page

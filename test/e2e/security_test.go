@@ -14,6 +14,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerinstance/armcontainerinstance/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
 )
@@ -40,15 +41,24 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// TestSecurity_Runc: what a workload under the hardened runc level cannot
-// do. Each case runs a command in a real container and checks that the
-// kernel refused it.
-func TestSecurity_Runc(t *testing.T) {
-	t.Parallel()
+// TestSecurity: what a workload cannot do, under each isolation level:
+// hardened runc, and gVisor sandboxes. Each case runs a command in a real
+// container and checks that it was refused.
+func TestSecurity(t *testing.T) {
+	for _, level := range []string{"runc", "sandboxed"} {
+		t.Run(level, func(t *testing.T) {
+			t.Parallel()
+			securitySuite(t, level)
+		})
+	}
+}
+
+func securitySuite(t *testing.T, level string) {
 	// One host port is allowed to groups; another, as every port by
 	// default, is not.
 	allowedPort, deniedPort := freePort(t), freePort(t)
-	e := newEnvWith(t, []string{"--pids-limit", strconv.Itoa(securityPidsLimit), "--allow-host-port", "tcp:" + strconv.Itoa(allowedPort)})
+	e := newEnvOpts(t, testenv.ServerOptions{Isolation: level, ExtraArgs: []string{
+		"--pids-limit", strconv.Itoa(securityPidsLimit), "--allow-host-port", "tcp:" + strconv.Itoa(allowedPort)}})
 	busybox := testenv.PushBusyboxImage(t, e.reg)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -73,8 +83,10 @@ func TestSecurity_Runc(t *testing.T) {
 	}
 
 	t.Run("host processes are not visible", func(t *testing.T) {
-		out, code := e.sh(ctx, t, "intruder", "app", "ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '")
-		lines := strings.Split(strings.TrimSpace(out), "\n")
+		// The host runs containerd and berth server; the container must
+		// see neither, nor more processes than its own few.
+		out, code := e.sh(ctx, t, "intruder", "app", "ls /proc | grep -c '^[0-9]'; cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+		lines := strings.SplitN(strings.TrimSpace(out), "\n", 2)
 		n, err := strconv.Atoi(strings.TrimSpace(lines[0]))
 		if code != 0 || err != nil || len(lines) < 2 {
 			t.Fatalf("exit %d, output %q", code, out)
@@ -84,9 +96,27 @@ func TestSecurity_Runc(t *testing.T) {
 			t.Errorf("the container sees %d processes (the host has %d)", n, len(host))
 		}
 		if !strings.Contains(lines[1], "while true") {
-			t.Errorf("PID 1 in the container is %q, want the container's own command", lines[1])
+			t.Errorf("the container's own command is not among its processes: %q", lines[1])
+		}
+		for _, hostOnly := range []string{"containerd", "berth server", "docker-registry"} {
+			if strings.Contains(lines[1], hostOnly) {
+				t.Errorf("the container sees the host's %s: %q", hostOnly, lines[1])
+			}
 		}
 	})
+
+	if level == "sandboxed" {
+		t.Run("the kernel is gVisor's, not the host's", func(t *testing.T) {
+			var host unix.Utsname
+			if err := unix.Uname(&host); err != nil {
+				t.Fatal(err)
+			}
+			out, code := e.sh(ctx, t, "intruder", "app", "uname -r; dmesg | head -3")
+			if code != 0 || strings.Contains(out, unix.ByteSliceToString(host.Release[:])) || !strings.Contains(out, "gVisor") {
+				t.Errorf("exit %d, output %q (host kernel %s)", code, out, unix.ByteSliceToString(host.Release[:]))
+			}
+		})
+	}
 
 	t.Run("another group's volume is out of reach", func(t *testing.T) {
 		// The victim's volume lives under the server's data dir on the host;
@@ -115,9 +145,16 @@ func TestSecurity_Runc(t *testing.T) {
 	})
 
 	t.Run("the network cannot be changed", func(t *testing.T) {
-		out, code := e.sh(ctx, t, "intruder", "app", "ip link set lo down; ip addr add 192.0.2.10/32 dev eth0; ip route add 198.51.100.0/24 dev eth0")
-		if code == 0 || strings.Count(out, "Operation not permitted") < 3 {
-			t.Errorf("ip: exit %d, output %q", code, out)
+		// Each change is refused (runc: EPERM; gVisor refuses the
+		// interface ioctl as unsupported), and nothing changed after.
+		out, _ := e.sh(ctx, t, "intruder", "app",
+			"ip link set lo down; ip addr add 192.0.2.10/32 dev eth0; ip route add 198.51.100.0/24 dev eth0; echo ---; ip link show lo; ip addr; ip route")
+		refused, after, _ := strings.Cut(out, "---")
+		if n := strings.Count(refused, "ip: "); n != 3 {
+			t.Errorf("%d of 3 changes refused: %q", n, refused)
+		}
+		if !strings.Contains(after, "UP") || strings.Contains(after, "192.0.2.10") || strings.Contains(after, "198.51.100.") {
+			t.Errorf("the network changed: %q", after)
 		}
 	})
 
@@ -171,6 +208,12 @@ func TestSecurity_Runc(t *testing.T) {
 		}
 	})
 
+	if level == "sandboxed" {
+		// gVisor runs every process of a group inside its sandbox, whose
+		// cgroup on the host bounds memory and CPU; per-container pids
+		// limits are runc's (docs/security.md).
+		return
+	}
 	// Last: it fills the container's process table for a while.
 	t.Run("the process limit holds", func(t *testing.T) {
 		id := e.containerID(ctx, t, "intruder", "app")
