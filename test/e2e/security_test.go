@@ -19,7 +19,7 @@ import (
 	"github.com/berth-dev/berth/internal/testenv"
 )
 
-// securityPidsLimit is the server's --pids-limit in TestSecurity_Runc: low,
+// securityPidsLimit is the server's --pids-limit in TestSecurity: low,
 // so that the test can reach it quickly.
 const securityPidsLimit = 40
 
