@@ -23,6 +23,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/uuid"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
 )
@@ -634,11 +636,21 @@ func newOutsideClient(t *testing.T, prefixes ...netip.Prefix) cmdProber {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
+	// `ip netns add` makes /run/netns a mount point of its own the first
+	// time and never undoes it; the cleanup does, when this test made it
+	// and left it empty.
+	const netnsDir = "/run/netns"
+	wasMounted, _ := mountinfo.Mounted(netnsDir)
 	run("netns", "add", ns)
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", hostIf).Run()
 		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+		if entries, err := os.ReadDir(netnsDir); !wasMounted && err == nil && len(entries) == 0 {
+			if err := unix.Unmount(netnsDir, unix.MNT_DETACH); err != nil {
+				t.Errorf("unmount %s: %v", netnsDir, err)
+			}
 		}
 	})
 	run("link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
