@@ -176,6 +176,8 @@ func startPodman(t *testing.T) *podmanBaseline {
 		t.Fatal(err)
 	}
 	p := &podmanBaseline{dir: dir, subnet: subnet, network: podmanNetwork, bridge: "bp" + randomHex(t, 3), nextIP: 10}
+	// podman pins its containers' namespaces under /run/netns.
+	testenv.KeepRunNetnsClean(t)
 	t.Cleanup(func() { p.cleanup(t) })
 	// As root, podman gives containers RLIMIT_NOFILE 1048576 and
 	// RLIMIT_NPROC 4194304 unless told otherwise, and runc may not set

@@ -11,7 +11,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 )
+
+// RunNetnsDir is where `ip netns` and podman pin named network namespaces.
+const RunNetnsDir = "/run/netns"
+
+// KeepRunNetnsClean undoes, when t ends, what `ip netns add` and podman do
+// the first time and never undo: make RunNetnsDir a mount point of its
+// own. It unmounts it only if it was no mount point when called and is
+// empty at the end. Call it before making the namespaces, so that its
+// cleanup runs after theirs.
+func KeepRunNetnsClean(t testing.TB) {
+	t.Helper()
+	if was, err := mountinfo.Mounted(RunNetnsDir); err == nil && was {
+		return
+	}
+	t.Cleanup(func() {
+		entries, err := os.ReadDir(RunNetnsDir)
+		if err != nil || len(entries) > 0 {
+			return
+		}
+		if mounted, err := mountinfo.Mounted(RunNetnsDir); err == nil && mounted {
+			if err := unix.Unmount(RunNetnsDir, unix.MNT_DETACH); err != nil {
+				t.Errorf("unmount %s: %v", RunNetnsDir, err)
+			}
+		}
+	})
+}
 
 // NFTTable is the nftables table (family ip) of the server whose public
 // bridge is bridge; it mirrors firewall.TableName, which testenv cannot

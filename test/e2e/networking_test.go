@@ -23,8 +23,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/google/uuid"
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
 )
@@ -636,21 +634,12 @@ func newOutsideClient(t *testing.T, prefixes ...netip.Prefix) cmdProber {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	// `ip netns add` makes /run/netns a mount point of its own the first
-	// time and never undoes it; the cleanup does, when this test made it
-	// and left it empty.
-	const netnsDir = "/run/netns"
-	wasMounted, _ := mountinfo.Mounted(netnsDir)
+	testenv.KeepRunNetnsClean(t)
 	run("netns", "add", ns)
 	t.Cleanup(func() {
 		_ = exec.Command("ip", "link", "del", hostIf).Run()
 		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
-		}
-		if entries, err := os.ReadDir(netnsDir); !wasMounted && err == nil && len(entries) == 0 {
-			if err := unix.Unmount(netnsDir, unix.MNT_DETACH); err != nil {
-				t.Errorf("unmount %s: %v", netnsDir, err)
-			}
 		}
 	})
 	run("link", "add", hostIf, "type", "veth", "peer", "name", nsIf)
@@ -663,7 +652,7 @@ func newOutsideClient(t *testing.T, prefixes ...netip.Prefix) cmdProber {
 	for _, dst := range prefixes {
 		run("-n", ns, "route", "add", dst.String(), "via", hostIP.String())
 	}
-	return cmdProber{prefix: []string{"ip", "netns", "exec", ns}, nsPath: "/run/netns/" + ns}
+	return cmdProber{prefix: []string{"ip", "netns", "exec", ns}, nsPath: filepath.Join(testenv.RunNetnsDir, ns)}
 }
 
 // waitListening waits until target accepts connections from the host.
