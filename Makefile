@@ -32,9 +32,12 @@ stop:
 
 # Every test: unit, integration and end-to-end on real containerd, CNI,
 # etcd and a registry. BERTH_E2E=1 makes a missing prerequisite a failure.
+# The end-to-end suite runs under both isolation levels: the default,
+# sandboxed (gVisor), with everything else, then again under runc.
 test: setup
 	$(GO) vet ./...
 	BERTH_E2E=1 $(GO) test -count=1 -timeout 60m ./...
+	BERTH_E2E=1 BERTH_E2E_ISOLATION=runc $(GO) test -count=1 -timeout 30m ./test/e2e/
 	cd shim/runsc && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -run='^$$' -fuzz=FuzzPutGroupBody -fuzztime=15s ./internal/apiserver/
 	$(MAKE) --no-print-directory bench-smoke

@@ -145,7 +145,10 @@ func newHarness(t *testing.T, m mode) *harness {
 		Containerd:         h.ctd,
 		InsecureRegistries: []string{reg.Addr},
 		LogLevel:           "info", // debug logging would be part of what is measured
-		ExtraArgs:          []string{"--subnet", h.subnet.String(), "--pprof-listen", h.pprofAddr},
+		// runc, as ctr and podman run their containers; the gVisor
+		// figures come from benchSandboxed.
+		Isolation: "runc",
+		ExtraArgs: []string{"--subnet", h.subnet.String(), "--pprof-listen", h.pprofAddr},
 	})
 	// The later --subnet wins; the server cleanup removes iptables rules
 	// by this field, so point it at the subnet really used.

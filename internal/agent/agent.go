@@ -84,6 +84,9 @@ type Options struct {
 	// StopGrace is how long a container gets between SIGTERM and SIGKILL.
 	StopGrace time.Duration
 	Workers   int
+	// UserNS is the node's user namespace range (issue 7, userns.go):
+	// group volumes belong to its root. Nil when containers run without.
+	UserNS *runtime.IDRange
 }
 
 // Agent realises container groups on one node.
@@ -650,22 +653,19 @@ func (a *Agent) ensure(ctx context.Context, g *types.ContainerGroup, st *types.G
 
 // reportIsolation records, once per group incarnation, the isolation
 // level its containers run under as an event of the group (ACI's model has
-// no field for it). Only sandboxed isolation is reported for now.
+// no field for it), so that `berth container show` tells it.
 func (a *Agent) reportIsolation(st *types.GroupStatus) {
-	if a.opts.Runtime.Isolation() != runtime.IsolationSandboxed {
-		return
-	}
 	for _, e := range st.Events {
-		if e.Name == EventSandboxed {
+		if e.Name == EventIsolation {
 			return
 		}
 	}
-	st.Events = types.AddEvent(st.Events, a.now().UTC(), EventSandboxed, a.opts.Runtime.Describe(), "Normal")
+	st.Events = types.AddEvent(st.Events, a.now().UTC(), EventIsolation, a.opts.Runtime.Describe(), "Normal")
 }
 
-// EventSandboxed names the group event that tells a group runs
-// in a gVisor sandbox.
-const EventSandboxed = "Sandboxed"
+// EventIsolation names the group event that tells the isolation level
+// of the group's containers.
+const EventIsolation = "Isolation"
 
 // containerStatus returns the status entry of a container, adding it.
 func (a *Agent) containerStatus(st *types.GroupStatus, name string, init bool) *types.ContainerStatus {
@@ -762,6 +762,7 @@ func (a *Agent) startContainer(ctx context.Context, g *types.ContainerGroup, c *
 		CPU:         lim.CPU,
 		MemoryBytes: int64(lim.MemoryGB * (1 << 30)),
 		NetNSPath:   att.NetNSPath,
+		UserNSPath:  att.UserNSPath,
 		Hostname:    g.Name,
 		Mounts: append([]runtime.Mount{
 			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},

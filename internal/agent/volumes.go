@@ -43,6 +43,9 @@ func (a *Agent) volumeDir(uid, name string) string { return filepath.Join(a.volu
 // again; a volume the spec no longer has is removed.
 func (a *Agent) prepareVolumes(ctx context.Context, g *types.ContainerGroup) error {
 	base := a.volumesDir(g.UID)
+	if err := a.reachDataDir(); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return fmt.Errorf("create volumes dir of group %s: %w", g.UID, err)
 	}
@@ -66,9 +69,9 @@ func (a *Agent) prepareVolumes(ctx context.Context, g *types.ContainerGroup) err
 		var err error
 		switch {
 		case v.EmptyDir:
-			err = makeEmptyDir(dir)
+			err = makeEmptyDir(dir, a.volumeOwner())
 		case v.Secret != nil:
-			err = makeSecret(dir, v.Secret)
+			err = makeSecret(dir, v.Secret, a.volumeOwner())
 		case v.GitRepo != nil:
 			err = a.makeGitRepo(ctx, g, v.Name, dir, v.GitRepo)
 		default:
@@ -160,11 +163,14 @@ func removeMounted(p string) error {
 // makeEmptyDir makes the directory the group's containers share. It is
 // world-writable, as Kubernetes' emptyDir, so that containers running as
 // different users can all use it.
-func makeEmptyDir(dir string) error {
+func makeEmptyDir(dir string, owner idPair) error {
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return err
 	}
-	return os.Chmod(dir, 0o777) // MkdirAll's mode went through the umask
+	if err := os.Chmod(dir, 0o777); err != nil { // MkdirAll's mode went through the umask
+		return err
+	}
+	return owner.chown(dir)
 }
 
 // Secret files and their tmpfs.
@@ -181,7 +187,7 @@ const (
 // already there with the same files is left alone; one with other files
 // (the secret changed) is refilled in place, so containers that bind it
 // see the change.
-func makeSecret(dir string, files map[string][]byte) error {
+func makeSecret(dir string, files map[string][]byte, owner idPair) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -226,6 +232,12 @@ func makeSecret(dir string, files map[string][]byte) error {
 		if err := os.Chmod(p, secretFileMode); err != nil { // past the umask
 			return err
 		}
+		if err := owner.chown(p); err != nil {
+			return err
+		}
+	}
+	if err := owner.chown(dir); err != nil {
+		return err
 	}
 	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY|flags, data); err != nil {
 		return fmt.Errorf("remount secret tmpfs %s read-only: %w", dir, err)
@@ -337,6 +349,10 @@ func (a *Agent) makeGitRepo(ctx context.Context, g *types.ContainerGroup, name, 
 		if out, err := runGit(cctx, work, "checkout", "--quiet", repo.Revision, "--"); err != nil {
 			return fail("git checkout "+repo.Revision, err, out)
 		}
+	}
+	// The clone is the containers' to change, as in Kubernetes.
+	if err := a.volumeOwner().chownTree(partial); err != nil {
+		return err
 	}
 	if err := os.Rename(partial, dir); err != nil {
 		return err

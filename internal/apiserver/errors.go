@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/containerd/errdefs"
+
+	"github.com/berth-dev/berth/internal/sealing"
 )
 
 // Error is an ARM error: an HTTP status plus the code and message that go
@@ -40,6 +42,10 @@ func toARM(err error) *Error {
 		return armError(http.StatusConflict, "Conflict", err.Error())
 	case errdefs.IsInvalidArgument(err):
 		return badRequest("InvalidRequestContent", err.Error())
+	case errors.Is(err, sealing.ErrKeyUnavailable):
+		// The store holds secrets sealed with a key this server lacks: its
+		// operator must fix the flag, not the client its request (issue 7).
+		return armError(http.StatusInternalServerError, "EncryptionKeyUnavailable", err.Error())
 	case errdefs.IsFailedPrecondition(err):
 		return armError(http.StatusPreconditionFailed, "PreconditionFailed", err.Error())
 	case errdefs.IsUnavailable(err):

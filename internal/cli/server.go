@@ -42,10 +42,12 @@ the data dir, and writes DATA_DIR/client.json once the API answers.`,
 	f.StringArrayVar(&cfg.AllowHostPorts, "allow-host-port", nil, "PROTO:PORT of the host that groups may connect to, e.g. udp:53 (repeatable; every other connection from a group to the host is dropped)")
 	f.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes one container may run (cgroup pids.max)")
 	f.StringVar(&cfg.TokensFile, "tokens-file", "", `JSON file of more principals, each limited to its subscriptions: {"principals":[{"name","token","subscriptions":[...]}]}`)
+	f.StringVar(&cfg.EncryptionKeyFile, "encryption-key-file", "", "file of the key that encrypts secrets in the store: 32 random bytes in base64, mode 0600 (head -c 32 /dev/urandom | base64); off by default")
 	// Isolation (issue 7).
 	f.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "how groups run: runc (containers on the host kernel) or sandboxed (one gVisor sandbox per group)")
 	f.StringVar(&cfg.RunscPlatform, "runsc-platform", cfg.RunscPlatform, "gVisor platform under --isolation sandboxed: systrap or ptrace")
 	f.StringVar(&cfg.RunscPath, "runsc-path", "", "runsc binary (default /usr/local/lib/berth/runsc, installed by hack/setup.sh)")
+	f.StringVar(&cfg.UserNSRemap, "userns-remap", cfg.UserNSRemap, `user namespace of runc containers: auto (on when the kernel allows user namespaces: root in a container is host uid 1073741824), off, or HOSTID:SIZE (container ids 0..SIZE-1 are host ids HOSTID..; SIZE at least 65536)`)
 	f.StringVar(&cfg.RunscShim, "runsc-shim", "", "Berth's gVisor shim, containerd-shim-runsc-v1 (default: next to the berth binary, else in /usr/local/lib/berth)")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "HOST:PORT serving /debug/pprof without authentication (off by default; keep it on loopback)")
 	return cmd

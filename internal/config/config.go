@@ -11,6 +11,10 @@ import (
 	"strings"
 )
 
+// userNSRemapSyntax is the form of --userns-remap; the runtime checks the
+// range itself when it starts.
+var userNSRemapSyntax = regexp.MustCompile(`^(auto|off|[0-9]{1,10}:[0-9]{1,10})$`)
+
 // Server configures `berth server`: API, store and in-process agent.
 type Server struct {
 	DataDir            string
@@ -44,6 +48,9 @@ type Server struct {
 	// TokensFile, when set, names a JSON file of principals (bearer token,
 	// name, subscriptions) besides the admin; see internal/auth.
 	TokensFile string
+	// EncryptionKeyFile, when set, names the AES-256 key that seals the
+	// secrets of groups in the store (internal/sealing; issue 7).
+	EncryptionKeyFile string
 	// PprofListen, when set, is a HOST:PORT serving net/http/pprof, for
 	// profiling (make bench); off by default because it has no auth.
 	PprofListen string
@@ -56,6 +63,10 @@ type Server struct {
 	RunscPlatform string
 	RunscPath     string
 	RunscShim     string
+	// UserNSRemap puts runc containers in a user namespace: "auto" (when
+	// the kernel allows it), "off", or an explicit "HOSTID:SIZE" range
+	// (internal/agent/runtime/userns.go; issue 7).
+	UserNSRemap string
 }
 
 // DefaultServer returns the defaults of `berth server`.
@@ -69,7 +80,8 @@ func DefaultServer() Server {
 		CNIPluginDirs:     []string{"/usr/lib/cni", "/opt/cni/bin"},
 		LogLevel:          "info",
 		PidsLimit:         4096,
-		Isolation:         "runc",
+		Isolation:         "sandboxed",
+		UserNSRemap:       "auto",
 		RunscPlatform:     "systrap",
 		DNSListen:         "127.0.0.1:53",
 		DNSZone:           "berth.internal",
@@ -117,6 +129,9 @@ func (c *Server) Validate() error {
 	case "runc", "sandboxed":
 	default:
 		errs = append(errs, fmt.Errorf("--isolation %q: want runc or sandboxed", c.Isolation))
+	}
+	if !userNSRemapSyntax.MatchString(c.UserNSRemap) {
+		errs = append(errs, fmt.Errorf("--userns-remap %q: want auto, off or HOSTID:SIZE", c.UserNSRemap))
 	}
 	switch c.RunscPlatform {
 	case "systrap", "ptrace":

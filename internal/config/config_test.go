@@ -21,9 +21,13 @@ func TestServer_Validate(t *testing.T) {
 		{"pprof listen needs a port", func(c *Server) { c.PprofListen = "127.0.0.1" }, "--pprof-listen"},
 		{"pprof on loopback is valid", func(c *Server) { c.PprofListen = "127.0.0.1:6060" }, ""},
 		{"isolation is runc or sandboxed", func(c *Server) { c.Isolation = "vm" }, "--isolation"},
-		{"sandboxed isolation is valid", func(c *Server) { c.Isolation = "sandboxed" }, ""},
+		{"runc isolation is valid", func(c *Server) { c.Isolation = "runc" }, ""},
 		{"kvm is not a runsc platform here", func(c *Server) { c.RunscPlatform = "kvm" }, "--runsc-platform"},
 		{"ptrace is a runsc platform", func(c *Server) { c.RunscPlatform = "ptrace" }, ""},
+		{"userns remap off", func(c *Server) { c.UserNSRemap = "off" }, ""},
+		{"userns remap range", func(c *Server) { c.UserNSRemap = "100000:65536" }, ""},
+		{"userns remap is auto, off or a range", func(c *Server) { c.UserNSRemap = "on" }, "--userns-remap"},
+		{"userns remap range needs a size", func(c *Server) { c.UserNSRemap = "100000" }, "--userns-remap"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,5 +44,12 @@ func TestServer_Validate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error naming %s", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// Groups are sandboxed unless the operator asks for runc (issue 7).
+func TestDefaultServer_IsolationIsSandboxed(t *testing.T) {
+	if got := DefaultServer().Isolation; got != "sandboxed" {
+		t.Errorf("default --isolation = %q, want sandboxed", got)
 	}
 }

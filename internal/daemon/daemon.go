@@ -32,6 +32,7 @@ import (
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/embedetcd"
 	"github.com/berth-dev/berth/internal/pki"
+	"github.com/berth-dev/berth/internal/sealing"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -51,6 +52,16 @@ type ClientConfig struct {
 func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr error) {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	// The key first: a bad key file stops the start before anything is made.
+	var storeOpts []store.Option
+	if cfg.EncryptionKeyFile != "" { // issue 7: secrets encrypted at rest
+		key, err := sealing.LoadKeyFile(cfg.EncryptionKeyFile)
+		if err != nil {
+			return err
+		}
+		storeOpts = append(storeOpts, store.WithKey(key))
+		log.Info("secrets in the store are encrypted", "key_id", key.ID())
 	}
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
@@ -90,7 +101,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		return fmt.Errorf("connect to etcd: %w", err)
 	}
 	defer cli.Close()
-	st := store.New(cli, "/berth/")
+	st := store.New(cli, "/berth/", storeOpts...)
 	tenant, err := ensureTenant(ctx, st, cfg.TenantID) // issue 5: hashed DNS names
 	if err != nil {
 		return err
@@ -102,6 +113,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		StateDir:           runtimeStateDir(dataDir),
 		PidsLimit:          cfg.PidsLimit,
 		Isolation:          runtime.Isolation(cfg.Isolation), // issue 7
+		UserNSRemap:        cfg.UserNSRemap,
 		RunscPlatform:      cfg.RunscPlatform,
 		RunscPath:          cfg.RunscPath,
 		ShimPath:           cfg.RunscShim,
@@ -110,7 +122,13 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
 	}
 	defer rt.Close()
-	nw, err := network.New(network.Options{Dir: dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: cfg.Subnet})
+	// Under user namespace remapping each group's network namespace is
+	// made in a user namespace of its own (issue 7).
+	var groupUserNS *network.UserNS
+	if u := rt.UserNS(); u != nil {
+		groupUserNS = &network.UserNS{HostID: u.HostID, Size: u.Size}
+	}
+	nw, err := network.New(network.Options{Dir: dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: cfg.Subnet, UserNS: groupUserNS})
 	if err != nil {
 		return fmt.Errorf("set up the group network: %w", err)
 	}
@@ -137,6 +155,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		Firewall: fw,
 		Dir:      dataDir,
 		Logger:   log.With("component", "agent"),
+		UserNS:   rt.UserNS(),
 	})
 	api := apiserver.New(apiserver.Options{Store: st, Tokens: tokens, Logs: ag, Capacity: nodeCapacity(), Logger: log.With("component", "api"),
 		Execer:       execer{agent.NewStreams(rt, ag.LogPath)}, // issue 4: exec and attach

@@ -58,7 +58,7 @@ func (s *Store) Commit(ctx context.Context, ops ...Op) (int64, error) {
 			puts = append(puts, clientv3.OpDelete(k))
 			continue
 		}
-		b, err := encode(op.key, op.value)
+		b, err := s.encode(op.key, op.value)
 		if err != nil {
 			return 0, err
 		}

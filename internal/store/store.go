@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berth-dev/berth/internal/sealing"
 )
 
 // Store is a JSON key-value store over etcd. Keys are relative to the
@@ -21,11 +23,17 @@ type Store struct {
 	// watcher is c's, except in tests that break watches on purpose.
 	watcher clientv3.Watcher
 	prefix  string
+	// key seals and opens secrets (see WithKey); nil without one.
+	key *sealing.Key
 }
 
 // New returns a Store for the keys under prefix (e.g. "/berth/").
-func New(c *clientv3.Client, prefix string) *Store {
-	return &Store{c: c, watcher: c.Watcher, prefix: prefix}
+func New(c *clientv3.Client, prefix string, opts ...Option) *Store {
+	s := &Store{c: c, watcher: c.Watcher, prefix: prefix}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // KV is one stored value, as List returns it.
@@ -35,11 +43,13 @@ type KV struct {
 	Value []byte
 	// Revision is the key's mod revision: pass it to Update or Delete.
 	Revision int64
+	// sealKey opens the value's secrets.
+	sealKey *sealing.Key
 }
 
-// Decode decodes the JSON value into out.
+// Decode decodes the JSON value into out, with its secrets opened.
 func (kv KV) Decode(out any) error {
-	return decode(kv.Key, kv.Value, out)
+	return decode(kv.sealKey, kv.Key, kv.Value, out)
 }
 
 // Get decodes the value at key into out and returns its mod revision.
@@ -53,7 +63,7 @@ func (s *Store) Get(ctx context.Context, key string, out any) (int64, error) {
 		return 0, fmt.Errorf("store: get %q: %w", key, errdefs.ErrNotFound)
 	}
 	kv := resp.Kvs[0]
-	if err := decode(key, kv.Value, out); err != nil {
+	if err := decode(s.key, key, kv.Value, out); err != nil {
 		return 0, err
 	}
 	return kv.ModRevision, nil
@@ -62,7 +72,7 @@ func (s *Store) Get(ctx context.Context, key string, out any) (int64, error) {
 // Create stores v only if key is absent; else errdefs.ErrAlreadyExists.
 // It returns the new mod revision.
 func (s *Store) Create(ctx context.Context, key string, v any) (int64, error) {
-	b, err := encode(key, v)
+	b, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -87,7 +97,7 @@ func (s *Store) Update(ctx context.Context, key string, v any, rev int64) (int64
 	if rev <= 0 {
 		return 0, fmt.Errorf("store: update %q: revision %d: %w", key, rev, errdefs.ErrInvalidArgument)
 	}
-	b, err := encode(key, v)
+	b, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -109,7 +119,7 @@ func (s *Store) Update(ctx context.Context, key string, v any, rev int64) (int64
 // Put stores v whatever is there. It is for records with a single writer,
 // such as the status an agent reports.
 func (s *Store) Put(ctx context.Context, key string, v any) (int64, error) {
-	b, err := encode(key, v)
+	b, err := s.encode(key, v)
 	if err != nil {
 		return 0, err
 	}
@@ -164,6 +174,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 			Key:      strings.TrimPrefix(string(kv.Key), s.prefix),
 			Value:    kv.Value,
 			Revision: kv.ModRevision,
+			sealKey:  s.key,
 		})
 	}
 	return out, resp.Header.Revision, nil
@@ -180,19 +191,21 @@ func mismatch(resp *clientv3.TxnResponse) error {
 	return errdefs.ErrNotFound
 }
 
-func encode(key string, v any) ([]byte, error) {
+// encode returns the JSON of v, with its secrets sealed.
+func (s *Store) encode(key string, v any) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode %q: %w: %w", key, errdefs.ErrInvalidArgument, err)
 	}
-	return b, nil
+	return sealSecrets(s.key, key, v, b)
 }
 
 // decode fails with errdefs.ErrDataLoss: a value the store wrote itself
-// that no longer decodes is damaged, not a bad request.
-func decode(key string, b []byte, out any) error {
+// that no longer decodes is damaged, not a bad request. Secrets that k
+// cannot open fail it too (see sealing.Key.Open).
+func decode(k *sealing.Key, key string, b []byte, out any) error {
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("store: decode %q: %w: %w", key, errdefs.ErrDataLoss, err)
 	}
-	return nil
+	return openSecrets(k, key, out)
 }

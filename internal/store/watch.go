@@ -6,6 +6,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/berth-dev/berth/internal/sealing"
 )
 
 // EventType says what happened to a key.
@@ -43,11 +45,20 @@ type Event struct {
 	// Revision is the revision of the change (for EventReset: the revision
 	// the watch continues after).
 	Revision int64
+	// storeKey is Key relative to the store prefix, even after a Typed
+	// watch made Key relative to its own: sealed secrets are bound to it.
+	storeKey string
+	sealKey  *sealing.Key
 }
 
-// Decode decodes the JSON value of a put event into out.
+// Decode decodes the JSON value of a put event into out, with its secrets
+// opened.
 func (e Event) Decode(out any) error {
-	return decode(e.Key, e.Value, out)
+	key := e.storeKey
+	if key == "" {
+		key = e.Key
+	}
+	return decode(e.sealKey, key, e.Value, out)
 }
 
 const (
@@ -148,7 +159,9 @@ func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, next int64,
 			e := Event{
 				Key:      strings.TrimPrefix(string(ev.Kv.Key), s.prefix),
 				Revision: ev.Kv.ModRevision,
+				sealKey:  s.key,
 			}
+			e.storeKey = e.Key
 			if ev.Type == clientv3.EventTypeDelete {
 				e.Type = EventDelete
 			} else {

@@ -66,6 +66,13 @@ func StartContainerd(t testing.TB) *Containerd {
 
 	logDir := t.TempDir()
 	dir := shortTempDir(t, "bctd-")
+	// Traversable, as /run/containerd and /var/lib/containerd are: runc
+	// mounts the root filesystem of a container in a user namespace as
+	// that namespace's root. (issue 7)
+	if err := os.Chmod(dir, 0o711); err != nil {
+		removeTree(t, dir)
+		t.Fatalf("chmod containerd dir: %v", err)
+	}
 	c := &Containerd{
 		Address: filepath.Join(dir, "containerd.sock"),
 		Root:    filepath.Join(dir, "root"),

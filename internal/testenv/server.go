@@ -52,10 +52,24 @@ type ServerOptions struct {
 	// --dns-forward among them the DNS server forwards nowhere, so that
 	// no test query leaves the host. (issue 5)
 	ExtraArgs []string
-	// Isolation, when set, is --isolation. "sandboxed" also builds Berth's
-	// gVisor shim (BuildRunscShim) and passes it as --runsc-shim, with
-	// runsc from hack/setup.sh (RequireRunsc). (issue 7)
+	// Isolation is --isolation; empty means DefaultIsolation(). "sandboxed"
+	// also builds Berth's gVisor shim (BuildRunscShim) and passes it as
+	// --runsc-shim, with runsc from hack/setup.sh (RequireRunsc). (issue 7)
 	Isolation string
+}
+
+// IsolationEnv names the environment variable that chooses the isolation
+// level of test servers whose options name none, so that `make test` can
+// run the same end-to-end suite under each level.
+const IsolationEnv = "BERTH_E2E_ISOLATION"
+
+// DefaultIsolation is the level of test servers whose options name none:
+// $BERTH_E2E_ISOLATION, else berth server's own default, "sandboxed".
+func DefaultIsolation() string {
+	if v := os.Getenv(IsolationEnv); v != "" {
+		return v
+	}
+	return "sandboxed"
 }
 
 // Server is a `berth server` child process with its own data dir, port,
@@ -117,6 +131,9 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "debug"
 	}
+	if opts.Isolation == "" {
+		opts.Isolation = DefaultIsolation()
+	}
 	s := &Server{opts: opts, binary: BuildBerth(t)}
 
 	ownDataDir := opts.DataDir == ""
@@ -176,6 +193,10 @@ func (s *Server) Restart(t testing.TB) {
 	s.Stop(t)
 	s.start(t)
 }
+
+// SetExtraArgs replaces ServerOptions.ExtraArgs for the next start, e.g.
+// to Restart the same server without a flag it had. (issue 7)
+func (s *Server) SetExtraArgs(args []string) { s.opts.ExtraArgs = args }
 
 // HTTPClient returns a client that trusts the server's CA.
 func (s *Server) HTTPClient() *http.Client {
@@ -259,9 +280,7 @@ func (s *Server) start(t testing.TB) {
 	for _, r := range s.opts.InsecureRegistries {
 		args = append(args, "--insecure-registry", r)
 	}
-	if s.opts.Isolation != "" {
-		args = append(args, "--isolation", s.opts.Isolation)
-	}
+	args = append(args, "--isolation", s.opts.Isolation)
 	if s.opts.Isolation == "sandboxed" {
 		args = append(args, "--runsc-path", RequireRunsc(t), "--runsc-shim", BuildRunscShim(t))
 	}

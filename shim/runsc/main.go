@@ -9,6 +9,10 @@
 //     which containerd 1.6 does not read: 1.6 dials the output as a bare
 //     address. Later containerd versions read a bare address too.
 //
+// The binary has two more roles: run as /pause berth-pause it is the
+// placeholder process of a group's sandbox, and run by a link named
+// berth-runsc it wraps runsc for the shim (wrapper.go).
+//
 // It is a module of its own (shim/runsc/go.mod) so that gVisor's
 // dependencies never enter Berth's own module.
 package main
@@ -29,6 +33,9 @@ import (
 const runtimeName = "io.containerd.runsc.v1"
 
 func main() {
+	if isWrapper(os.Args[0]) {
+		os.Exit(runWrapper(os.Args))
+	}
 	if len(os.Args) == 2 && os.Args[1] == pauseArg {
 		pause()
 	}

@@ -148,6 +148,8 @@ var cliVolatile = []struct {
 	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "REGISTRY"},
 	{regexp.MustCompile(`\b10\.\d+\.\d+\.\d+\b`), "IP"},
 	{regexp.MustCompile(`sha256:[0-9a-f]{64}`), "sha256:DIGEST"},
+	// The group's isolation event names the server's level.
+	{regexp.MustCompile(`isolation: (runc|sandboxed)[^"'\n]*`), "isolation: LEVEL"},
 }
 
 var (

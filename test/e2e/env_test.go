@@ -48,6 +48,7 @@ type env struct {
 	reg        *testenv.Registry
 	srv        *testenv.Server
 	ctr        *client.Client
+	isolation  string // the server's --isolation
 	helloRef   string
 	sub, rg    string
 	token      string // the principal's bearer token
@@ -71,10 +72,13 @@ func newEnvWith(t *testing.T, serverArgs []string) *env {
 func newEnvOpts(t *testing.T, opts testenv.ServerOptions) *env {
 	t.Helper()
 	testenv.RequireRoot(t)
+	if opts.Isolation == "" {
+		opts.Isolation = testenv.DefaultIsolation()
+	}
 	if opts.Isolation == "sandboxed" {
 		testenv.RequireRunsc(t)
 	}
-	e := &env{}
+	e := &env{isolation: opts.Isolation}
 	e.ctd = testenv.StartContainerd(t)
 	e.reg = testenv.StartRegistry(t)
 	e.helloRef = testenv.PushHelloImage(t, e.reg)

@@ -86,6 +86,8 @@ func TestExecAttach(t *testing.T) {
 	})
 
 	t.Run("the terminal has the requested size", func(t *testing.T) {
+		// Read at once: the size must be there when the process starts
+		// (under sandboxed, the shim's runsc wrapper sets it).
 		s := e.postSession(ctx, t, name, "ticker", "exec", map[string]any{"command": "stty size", "terminalSize": map[string]int{"rows": 30, "cols": 100}})
 		out, ce := e.runExec(ctx, t, s, nil)
 		done(s)
@@ -156,6 +158,24 @@ func TestExecAttach(t *testing.T) {
 		}
 		_, ce = e.runExec(ctx, t, s, nil)
 		wantClose(t, ce, websocket.ClosePolicyViolation, "already used")
+	})
+
+	t.Run("a password opens only the session it was issued for", func(t *testing.T) {
+		// A session names its container and command; its password is no
+		// key to another session, even of the same caller.
+		mine := e.postSession(ctx, t, name, "ticker", "exec", map[string]any{"command": "echo mine"})
+		other := e.postSession(ctx, t, name, "ticker", "exec", map[string]any{"command": "echo other"})
+		out, ce := e.runExec(ctx, t, sessionResp{WebSocketURI: other.WebSocketURI, Password: mine.Password}, nil)
+		wantClose(t, ce, websocket.ClosePolicyViolation, "wrong session password")
+		if strings.Contains(out, "other") {
+			t.Errorf("another session's password ran its command: %q", out)
+		}
+		out, ce = e.runExec(ctx, t, mine, nil)
+		done(mine)
+		if !strings.Contains(out, "mine") {
+			t.Errorf("own session: got %q, want mine", out)
+		}
+		wantClose(t, ce, websocket.CloseNormalClosure, "exit code 0")
 	})
 
 	t.Run("a password works once", func(t *testing.T) {
@@ -399,6 +419,43 @@ func (e *env) runExec(ctx context.Context, t *testing.T, s sessionResp, input []
 		t.Fatalf("socket not closed by the server; output %q", out)
 	}
 	return out, ce
+}
+
+// execOut runs a shell script in a container through the exec API and
+// returns its output and exit code; unlike sh it reports failures as
+// errors, for callers on goroutines of their own.
+func (e *env) execOut(ctx context.Context, group, container, script string) (string, int, error) {
+	resp, err := e.srv.Do(ctx, http.MethodPost, e.sessionPath(group, container, "exec"), map[string]any{"command": "/bin/sh -c " + shellQuote(script)})
+	if err != nil {
+		return "", 0, fmt.Errorf("POST exec: %w", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var s sessionResp
+	if resp.StatusCode != http.StatusOK {
+		return "", 0, fmt.Errorf("POST exec: %s: %s", resp.Status, b)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", 0, fmt.Errorf("POST exec: decode %s: %w", b, err)
+	}
+	d := websocket.Dialer{TLSClientConfig: e.srv.HTTPClient().Transport.(*http.Transport).TLSClientConfig, HandshakeTimeout: 10 * time.Second}
+	conn, _, err := d.DialContext(ctx, s.WebSocketURI, nil)
+	if err != nil {
+		return "", 0, fmt.Errorf("dial %s: %w", s.WebSocketURI, err)
+	}
+	defer conn.Close()
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(s.Password)); err != nil {
+		return "", 0, fmt.Errorf("send password: %w", err)
+	}
+	out, ce := newReader(conn).toClose(ctx, 30*time.Second)
+	if ce == nil {
+		return out, 0, fmt.Errorf("socket not closed by the server; output %q", out)
+	}
+	code, err := strconv.Atoi(strings.TrimPrefix(ce.Text, "exit code "))
+	if err != nil {
+		return out, 0, fmt.Errorf("closed with %d %q, want an exit code; output %q", ce.Code, ce.Text, out)
+	}
+	return strings.ReplaceAll(out, "\r\n", "\n"), code, nil
 }
 
 func mustWrite(t *testing.T, conn *websocket.Conn, typ int, s string) {

@@ -204,15 +204,26 @@ func TestFidelity(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids := e.containersOf(ctx, t, "limits")
-		if len(ids) != 1 {
-			t.Fatalf("containers of the group: %v", ids)
-		}
 		// These hosts have cgroup v1 controllers; the agent puts each
-		// container under /berth/<id>.
+		// container under /berth/<id>. Under gVisor the host enforces the
+		// limits on the group's sandbox, the one process tree it sees: the
+		// group's total, plus the sandbox's own 64 MiB for memory.
+		cg, memory := "", "268435456"
+		for _, id := range ids {
+			if strings.HasPrefix(id, "sandbox-") == (e.isolation == "sandboxed") {
+				cg = id
+			}
+		}
+		if e.isolation == "sandboxed" {
+			memory = strconv.Itoa(268435456 + 64<<20)
+		}
+		if len(ids) != map[bool]int{false: 1, true: 2}[e.isolation == "sandboxed"] || cg == "" {
+			t.Fatalf("containers of the group under %s: %v", e.isolation, ids)
+		}
 		for file, want := range map[string]string{
-			"/sys/fs/cgroup/cpu/berth/" + ids[0] + "/cpu.cfs_quota_us":         "50000",
-			"/sys/fs/cgroup/cpu/berth/" + ids[0] + "/cpu.cfs_period_us":        "100000",
-			"/sys/fs/cgroup/memory/berth/" + ids[0] + "/memory.limit_in_bytes": "268435456",
+			"/sys/fs/cgroup/cpu/berth/" + cg + "/cpu.cfs_quota_us":         "50000",
+			"/sys/fs/cgroup/cpu/berth/" + cg + "/cpu.cfs_period_us":        "100000",
+			"/sys/fs/cgroup/memory/berth/" + cg + "/memory.limit_in_bytes": memory,
 		} {
 			b, err := os.ReadFile(file)
 			if err != nil || strings.TrimSpace(string(b)) != want {

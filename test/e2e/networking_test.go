@@ -133,24 +133,19 @@ func TestNetworking(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			ip := groupIP(cg)
-			if cg.Properties.IPAddress == nil {
-				// Not reported without an ipAddress: read it in the
-				// group's namespace.
-				if ip, err = s.env.groupAddr(ctx, s.name); err != nil {
-					errs[i] = err
-					return
-				}
+			if cg.Properties.IPAddress != nil {
+				mu.Lock()
+				ips[s.name] = groupIP(cg)
+				mu.Unlock()
 			}
-			mu.Lock()
-			ips[s.name] = ip
-			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("%v\nserver log:\n%s", err, a.logExcerpt("level=ERROR", "level=WARN"))
 	}
+	// Not reported without an ipAddress: ask the group itself.
+	ips["noip-a"] = a.groupAddr(ctx, t, "noip-a", "web")
 
 	t.Run("private groups get an address of their subnet and report it as Private", func(t *testing.T) {
 		for name, prefix := range map[string]netip.Prefix{"vnet1-a": s1, "vnet1-b": s2, "vnet2-a": p2} {
@@ -576,9 +571,42 @@ func (p cmdProber) probe(ctx context.Context, target string) error {
 	return nil
 }
 
-// groupProber probes from the network namespace of a group.
+// execProber runs busybox nc in a container of a group, through the exec
+// API: under gVisor the group's network stack is the sandbox's own, which
+// a host-side nsenter into the group's namespace does not reach.
+type execProber struct {
+	e                *env
+	group, container string
+}
+
+func (p execProber) probe(ctx context.Context, target string) error {
+	host, port, _ := net.SplitHostPort(target)
+	start := time.Now()
+	out, code, err := p.e.execOut(ctx, p.group, p.container, fmt.Sprintf("nc -w %d %s %s </dev/null", int(probeTimeout.Seconds()), host, port))
+	if err != nil {
+		return err
+	}
+	if code == 0 {
+		return nil
+	}
+	msg := strings.TrimSpace(out)
+	if strings.Contains(msg, "timed out") || (!strings.Contains(msg, "refused") && time.Since(start) >= probeTimeout-200*time.Millisecond) {
+		return fmt.Errorf("%w after %s: %s", errTimedOut, time.Since(start).Round(time.Millisecond), msg)
+	}
+	return fmt.Errorf("nc %s: exit %d: %s", target, code, msg)
+}
+
+// groupProber probes from a group: from its network namespace on the host
+// under runc, from its busybox container under gVisor.
 func (e *env) groupProber(ctx context.Context, t *testing.T, name string) prober {
 	t.Helper()
+	if e.isolation == "sandboxed" {
+		container := "web"
+		if name == "pub-a" {
+			container = "side"
+		}
+		return execProber{e: e, group: name, container: container}
+	}
 	path, err := e.groupNetNS(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -601,22 +629,19 @@ func (e *env) groupNetNS(ctx context.Context, name string) (string, error) {
 	return filepath.Join(e.srv.DataDir, "netns", labels["io.berth.group-uid"]), nil
 }
 
-// groupAddr reads the IPv4 address of eth0 in a group's namespace.
-func (e *env) groupAddr(ctx context.Context, name string) (string, error) {
-	path, err := e.groupNetNS(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	out, err := exec.CommandContext(ctx, "nsenter", "--net="+path, "ip", "-4", "-o", "addr", "show", "dev", "eth0").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("address of %s: %v: %s", name, err, out)
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() {
-			return p.Addr().String(), nil
+// groupAddr reads the IPv4 address of eth0 as a container of the group
+// sees it: under gVisor the group's namespace on the host no longer holds
+// it (the sandbox's own network stack took it over).
+func (e *env) groupAddr(ctx context.Context, t *testing.T, group, container string) string {
+	t.Helper()
+	out, code := e.sh(ctx, t, group, container, "ip -4 -o addr show dev eth0")
+	for _, f := range strings.Fields(out) {
+		if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() && code == 0 {
+			return p.Addr().String()
 		}
 	}
-	return "", fmt.Errorf("no IPv4 address on eth0 of %s: %s", name, out)
+	t.Fatalf("no IPv4 address on eth0 of %s/%s: exit %d: %s", group, container, code, out)
+	return ""
 }
 
 // newOutsideClient makes a network namespace joined to the host by a veth

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/testenv"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 )
 
 // securityPidsLimit is the server's --pids-limit in TestSecurity: low,
@@ -44,13 +45,15 @@ func shellQuote(s string) string {
 // TestSecurity: what a workload cannot do, under each isolation level:
 // hardened runc, and gVisor sandboxes. Each case runs a command in a real
 // container and checks that it was refused.
+//
+// `make test` runs the end-to-end suite once per level (see
+// testenv.DefaultIsolation), so each run checks its own level.
 func TestSecurity(t *testing.T) {
-	for _, level := range []string{"runc", "sandboxed"} {
-		t.Run(level, func(t *testing.T) {
-			t.Parallel()
-			securitySuite(t, level)
-		})
-	}
+	level := testenv.DefaultIsolation()
+	t.Run(level, func(t *testing.T) {
+		t.Parallel()
+		securitySuite(t, level)
+	})
 }
 
 func securitySuite(t *testing.T, level string) {
@@ -208,14 +211,12 @@ func securitySuite(t *testing.T, level string) {
 		}
 	})
 
-	if level == "sandboxed" {
-		// gVisor runs every process of a group inside its sandbox, whose
-		// cgroup on the host bounds memory and CPU; per-container pids
-		// limits are runc's (docs/security.md).
-		return
-	}
 	// Last: it fills the container's process table for a while.
 	t.Run("the process limit holds", func(t *testing.T) {
+		if level == "sandboxed" {
+			sandboxedPidsLimit(ctx, t, e)
+			return
+		}
 		id := e.containerID(ctx, t, "intruder", "app")
 		cg := filepath.Join("/sys/fs/cgroup/pids/berth", id)
 		if b, err := os.ReadFile(filepath.Join(cg, "pids.max")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(securityPidsLimit) {
@@ -237,6 +238,83 @@ func securitySuite(t *testing.T, level string) {
 			t.Errorf("pids.current %d with a limit of %d", current, securityPidsLimit)
 		}
 	})
+}
+
+// sandboxedPidsLimit: under gVisor the workload's processes are tasks of
+// the sandbox's kernel, not host processes; the host bounds what the
+// sandbox itself may fork (--pids-limit plus gVisor's own allowance). A
+// fork flood past that bound costs the group its sandbox, which restarts
+// under its policy, while the host's process table and the other groups
+// are untouched.
+func sandboxedPidsLimit(ctx context.Context, t *testing.T, e *env) {
+	t.Helper()
+	limit := securityPidsLimit + 512 // runtime.SandboxOverheadPids
+	sb := sandboxOf(ctx, t, e, e.containerID(ctx, t, "intruder", "app"))
+	cg := filepath.Join("/sys/fs/cgroup/pids/berth", sb)
+	if b, err := os.ReadFile(filepath.Join(cg, "pids.max")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(limit) {
+		t.Fatalf("pids.max of sandbox %s: %q, %v; want %d", sb, b, err, limit)
+	}
+	// In the background, so that the exec returns while the flood runs.
+	flood := limit + 200
+	out, code := e.sh(ctx, t, "intruder", "app",
+		"(i=0; while [ $i -lt "+strconv.Itoa(flood)+" ]; do sleep 60 & i=$((i+1)); done) >/dev/null 2>&1 </dev/null & echo started")
+	if code != 0 || !strings.Contains(out, "started") {
+		t.Fatalf("start the fork flood: exit %d, %q", code, out)
+	}
+	// Until the sandbox dies of it (its cgroup goes) or 60 s pass, the
+	// sandbox's host processes stay within the bound.
+	peak, atLimit := 0, 0
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline) && atLimit < 10; time.Sleep(200 * time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(cg, "pids.current"))
+		if err != nil {
+			break
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		peak = max(peak, n)
+		if n == limit {
+			atLimit++
+		}
+	}
+
+	t.Logf("peak of the sandbox's host processes: %d (limit %d)", peak, limit)
+	if peak > limit || peak < limit/2 {
+		t.Errorf("the sandbox's host processes peaked at %d; want the flood to reach the limit %d and stop there", peak, limit)
+	}
+	// The other group never noticed; the flooded one lost its sandbox
+	// and comes back under its restart policy.
+	if out, code := e.sh(ctx, t, "victim", "app", "cat /data/secret"); code != 0 || !strings.Contains(out, "victim-secret") {
+		t.Errorf("victim after the flood: exit %d, %q", code, out)
+	}
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		cg, err := e.groups.Get(ctx, e.rg, "intruder", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		iv := cg.Properties.Containers[0].Properties.InstanceView
+		if iv != nil && iv.RestartCount != nil && *iv.RestartCount > 0 && iv.CurrentState != nil && deref(iv.CurrentState.State) == "Running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flooded group did not come back running with a restart: %s", eventMessages(cg.ContainerGroup))
+		}
+	}
+	if out, code := e.sh(ctx, t, "intruder", "app", "echo alive"); code != 0 || !strings.Contains(out, "alive") {
+		t.Errorf("intruder after its restart: exit %d, %q", code, out)
+	}
+}
+
+// sandboxOf returns the id of the gVisor sandbox that container id runs in.
+func sandboxOf(ctx context.Context, t *testing.T, e *env, id string) string {
+	t.Helper()
+	c, err := e.ctr.ContainerService().Get(namespaces.WithNamespace(ctx, berthNamespace), id)
+	if err != nil {
+		t.Fatalf("container %s: %v", id, err)
+	}
+	sb := c.Labels["io.berth.sandbox-id"]
+	if sb == "" {
+		t.Fatalf("container %s has no sandbox label: %v", id, c.Labels)
+	}
+	return sb
 }
 
 // freePort returns a TCP port that was free on the host a moment ago.

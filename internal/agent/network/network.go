@@ -61,6 +61,10 @@ type Options struct {
 	// cache entries and the host-local directory, so changing it orphans
 	// existing attachments.
 	NetworkName string
+	// UserNS, when set, makes each group's namespace inside a user
+	// namespace of its own, mapped by it, pinned at Dir/userns/<id>
+	// (userns.go).
+	UserNS *UserNS
 }
 
 // Attachment is a group's place on the network.
@@ -73,6 +77,9 @@ type Attachment struct {
 	Gateway string
 	// Bridge is the host bridge the group is attached to.
 	Bridge string
+	// UserNSPath is the user namespace the network namespace belongs to,
+	// for the group's containers to join; empty when it is the host's.
+	UserNSPath string
 }
 
 // PortMapping publishes a port of the group on the host, through the
@@ -97,6 +104,7 @@ type Manager struct {
 	// netLocks serialises CNI work per bridge network, so that the removal
 	// of a subnet bridge after its last DEL never races an ADD.
 	netLocks keyedMutex
+	userns   *UserNS
 }
 
 // New validates opts, creates the state directories, writes the CNI config
@@ -128,8 +136,8 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 
-	m := &Manager{dir: opts.Dir}
-	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir(), m.recordDir(), m.netsDir()} {
+	m := &Manager{dir: opts.Dir, userns: opts.UserNS}
+	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir(), m.recordDir(), m.netsDir(), m.userNSDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create network state dir: %w", err)
 		}
@@ -240,7 +248,11 @@ func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []Po
 	if err := m.writeRecord(id, n); err != nil {
 		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
 	}
-	if err := createNetNS(m.netnsTmpDir(), path); err != nil {
+	create := func() error { return createNetNS(m.netnsTmpDir(), path) }
+	if m.userns != nil {
+		create = func() error { return createNetNSInUserNS(*m.userns, m.UserNSPath(id), path) }
+	}
+	if err := create(); err != nil {
 		_ = m.removeRecord(id)
 		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
 	}
@@ -272,6 +284,9 @@ func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []Po
 		return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
 	}
 	a.Bridge = n.bridge
+	if m.userns != nil {
+		a.UserNSPath = m.UserNSPath(id)
+	}
 	return a, nil
 }
 
@@ -298,6 +313,13 @@ func (m *Manager) cached(id, path string) (Attachment, bool, error) {
 		return Attachment{}, false, fmt.Errorf("network of %s: cached result: %w", id, err)
 	}
 	a.Bridge = n.bridge
+	// Whatever the node says now: a namespace keeps the owner it was
+	// made with.
+	if ok, err := userNSAlive(m.UserNSPath(id)); err != nil {
+		return Attachment{}, false, err
+	} else if ok {
+		a.UserNSPath = m.UserNSPath(id)
+	}
 	return a, true, nil
 }
 
@@ -376,6 +398,9 @@ func (m *Manager) teardownIn(ctx context.Context, id string, n *bridgeNet) error
 		return fmt.Errorf("cni del loopback: %w", err)
 	}
 	if err := removeNetNS(path); err != nil {
+		return err
+	}
+	if err := unmountNS(m.UserNSPath(id)); err != nil {
 		return err
 	}
 	if err := m.removeRecord(id); err != nil {

@@ -36,6 +36,13 @@ type testNetwork struct {
 // random subnet under 10.231-250.x.0, of the given prefix length.
 func newTestNetwork(t *testing.T, bits int) *testNetwork {
 	t.Helper()
+	return newTestNetworkWith(t, bits, nil)
+}
+
+// newTestNetworkWith is newTestNetwork whose namespaces belong to user
+// namespaces mapped by userns (none when nil).
+func newTestNetworkWith(t *testing.T, bits int, userns *network.UserNS) *testNetwork {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, filepath.Join(network.DefaultPluginDir, "bridge"))
 	testenv.RequireBinary(t, "iptables")
@@ -47,6 +54,7 @@ func newTestNetwork(t *testing.T, bits int) *testNetwork {
 		Dir:    t.TempDir(),
 		Bridge: "bt" + randHex(t, 3),
 		Subnet: fmt.Sprintf("10.%d.%d.0/%d", second, third, bits),
+		UserNS: userns,
 	}
 	t.Cleanup(func() {
 		// The bridge plugin creates the bridge on first use and never

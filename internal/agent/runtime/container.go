@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // cfsPeriod is the CFS period, in microseconds, that CPU limits are
@@ -44,7 +45,12 @@ type ContainerSpec struct {
 	// NetNSPath is the network namespace to join; empty gives the
 	// container a namespace of its own with only loopback.
 	NetNSPath string
-	Hostname  string
+	// UserNSPath is the user namespace that NetNSPath belongs to, made
+	// with it (network.Attachment). Under the node's user namespace
+	// remapping the container joins it (userns.go); otherwise it is
+	// ignored.
+	UserNSPath string
+	Hostname   string
 	// Mounts are bind mounts (per-group /etc/hosts and resolv.conf,
 	// volumes).
 	Mounts []Mount
@@ -107,7 +113,7 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		return fmt.Errorf("container %s: %w", spec.ID, err)
 	}
 
-	specOpts := r.specOpts(img, spec)
+	specOpts := append(r.specOpts(img, spec), r.userNSSpec(ctx, spec)...)
 	runtimeOpt := client.WithRuntime(runcRuntime, &options.Options{Root: r.runcRoot()})
 	var taskOpts []client.NewTaskOpts
 	sandboxed := r.opts.Isolation == IsolationSandboxed
@@ -132,10 +138,7 @@ func (r *Runtime) Create(ctx context.Context, spec ContainerSpec) (retErr error)
 		taskOpts = append(taskOpts, client.WithRuntimePath(r.opts.ShimPath))
 	}
 
-	ctr, err := r.client.NewContainer(ctx, spec.ID,
-		client.WithImage(img),
-		client.WithSnapshotter(r.opts.Snapshotter),
-		client.WithNewSnapshot(spec.ID, img),
+	ctr, err := r.newContainer(ctx, spec.ID, img, r.remaps(spec),
 		runtimeOpt,
 		client.WithContainerLabels(spec.Labels),
 		client.WithNewSpec(specOpts...),
@@ -206,7 +209,7 @@ func (r *Runtime) specOpts(img oci.Image, spec ContainerSpec) []oci.SpecOpts {
 				Type:        "bind",
 				Source:      m.Source,
 				Destination: m.Destination,
-				Options:     []string{"rbind", mode},
+				Options:     append([]string{"rbind", mode}, lockedFlags(m.Source)...),
 			})
 		}
 		opts = append(opts, oci.WithMounts(mounts))
@@ -356,4 +359,27 @@ func (r *Runtime) removeSnapshot(ctx context.Context, key string) error {
 		return fmt.Errorf("remove snapshot %s: %w", key, err)
 	}
 	return nil
+}
+
+// lockedFlags returns the nosuid, nodev and noexec flags of the
+// filesystem at path as bind mount options. runc remounts a read-only
+// bind mount, and in a user namespace the kernel refuses a remount that
+// drops a flag of the mount it copies (a secret volume's tmpfs is nosuid
+// and nodev): runc 1.1 does not keep them by itself. They only narrow
+// what the mount allows.
+func lockedFlags(path string) []string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return nil // the create fails on the missing source, with its error
+	}
+	var out []string
+	for _, f := range []struct {
+		flag int64
+		opt  string
+	}{{unix.ST_NOSUID, "nosuid"}, {unix.ST_NODEV, "nodev"}, {unix.ST_NOEXEC, "noexec"}} {
+		if st.Flags&f.flag != 0 {
+			out = append(out, f.opt)
+		}
+	}
+	return out
 }

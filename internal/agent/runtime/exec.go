@@ -82,6 +82,9 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec ExecSpec) (code uint
 	proc.Args = spec.Args
 	proc.Terminal = true
 	proc.ConsoleSize = nil
+	// The terminal's size before the process runs: runc applies it, and
+	// so, under gVisor, does Berth's runsc wrapper (shim/runsc), since
+	// runsc itself ignores it.
 	if spec.Rows > 0 && spec.Cols > 0 {
 		proc.ConsoleSize = &specs.Box{Height: uint(spec.Rows), Width: uint(spec.Cols)}
 	}
@@ -117,15 +120,15 @@ func (r *Runtime) Exec(ctx context.Context, id string, spec ExecSpec) (code uint
 	if err != nil {
 		return 0, fmt.Errorf("wait for exec in %s: %w", id, err)
 	}
-	if err := p.Start(ctx); err != nil {
+	// Started on a detached context: a client that goes away during the
+	// start would leave the process started in the shim but not in the
+	// shim's books (gVisor's), where no kill reaches it. Its departure is
+	// handled below, once the process runs.
+	sctx, cancelStart := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	err = p.Start(sctx)
+	cancelStart()
+	if err != nil {
 		return 0, fmt.Errorf("start %q in %s: %w", spec.Args[0], id, err)
-	}
-	if spec.Rows > 0 && spec.Cols > 0 {
-		// ConsoleSize above is applied by runc too; this covers runtimes
-		// that ignore it for exec.
-		if err := p.Resize(ctx, uint32(spec.Cols), uint32(spec.Rows)); err != nil && !errdefs.IsNotFound(err) {
-			slog.DebugContext(ctx, "resize exec terminal", "exec_id", spec.ID, "error", err)
-		}
 	}
 
 	var es client.ExitStatus

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -52,6 +53,10 @@ type Options struct {
 	// PidsLimit bounds the processes of each container; default
 	// DefaultPidsLimit.
 	PidsLimit int64
+	// UserNSRemap puts runc containers in a user namespace (userns.go):
+	// UserNSRemapAuto, UserNSRemapOff or "HOSTID:SIZE"; empty is off.
+	// Sandboxed isolation ignores it.
+	UserNSRemap string
 
 	// Isolation is the node's isolation level; default IsolationRunc.
 	Isolation Isolation
@@ -71,6 +76,10 @@ type Options struct {
 type Runtime struct {
 	client *client.Client
 	opts   Options
+	// userns is the node's id range, nil without user namespaces;
+	// remapMu serialises the making of remapped image copies (userns.go).
+	userns  *IDRange
+	remapMu sync.Mutex
 }
 
 // New connects to containerd, waiting up to 30 s for it to serve (the
@@ -108,6 +117,9 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 		}
 	default:
 		return nil, fmt.Errorf("isolation %q: want %s or %s: %w", opts.Isolation, IsolationRunc, IsolationSandboxed, errdefs.ErrInvalidArgument)
+	}
+	if err := r.setupUserNS(ctx); err != nil {
+		return nil, err
 	}
 
 	c, err := client.New(opts.Address,

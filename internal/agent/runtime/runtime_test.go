@@ -721,13 +721,18 @@ func TestNew_InvalidOptions(t *testing.T) {
 
 // newNetwork is a network Manager on a bridge and /24 of its own, removed
 // when t ends.
-func newNetwork(t *testing.T) *network.Manager {
+func newNetwork(t *testing.T) *network.Manager { return newNetworkWith(t, nil) }
+
+// newNetworkWith is newNetwork whose namespaces belong to user namespaces
+// mapped by userns (none when nil).
+func newNetworkWith(t *testing.T, userns *network.UserNS) *network.Manager {
 	t.Helper()
 	bridge := "bt" + randHex(t, 3)
 	opts := network.Options{
 		Dir:    t.TempDir(),
 		Bridge: bridge,
 		Subnet: fmt.Sprintf("10.%d.%d.0/24", 231+randInt(t, 20), randInt(t, 256)),
+		UserNS: userns,
 	}
 	t.Cleanup(func() {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", bridge)); err == nil {

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,10 @@ const (
 	// the sandbox's cgroup together with the workload (about 32 MB were
 	// measured for a small group).
 	SandboxOverheadBytes = 64 << 20
+	// SandboxOverheadPids is added to the node's per-container process
+	// limit to bound a sandbox's host processes and threads: the Sentry's
+	// and gofers' threads besides the stub processes of the workload.
+	SandboxOverheadPids = 512
 )
 
 // runscRuntime is gVisor's containerd runtime, served by ShimBinary.
@@ -101,7 +106,10 @@ func (r *Runtime) Describe() string {
 	if r.opts.Isolation == IsolationSandboxed {
 		return fmt.Sprintf("isolation: sandboxed (gVisor, %s)", r.opts.RunscPlatform)
 	}
-	return "isolation: runc"
+	if r.userns != nil {
+		return "isolation: runc (hardened, user namespace " + r.userns.String() + ")"
+	}
+	return "isolation: runc (hardened)"
 }
 
 // Isolation is the node's isolation level.
@@ -153,7 +161,41 @@ func (r *Runtime) setupSandboxed() error {
 	if err := os.WriteFile(filepath.Join(dir, "rootfs", pausePath), nil, 0o755); err != nil {
 		return fmt.Errorf("create pause mount point: %w", err)
 	}
+	if err := r.linkRunscWrapper(); err != nil {
+		return err
+	}
 	return os.WriteFile(r.runscConfigPath(), []byte(r.runscConfig()), 0o600)
+}
+
+// runscWrapperName is the link to the shim binary that the shim's config
+// names as its runsc: run by that name, the binary wraps the real runsc,
+// the link runsc next to it (shim/runsc/wrapper.go), so that an exec's
+// terminal has its size when the process starts.
+const runscWrapperName = "berth-runsc"
+
+func (r *Runtime) runscWrapperPath() string {
+	return filepath.Join(r.opts.StateDir, "runsc", "bin", runscWrapperName)
+}
+
+// linkRunscWrapper (re)creates the wrapper's link to the shim binary and
+// its link to the real runsc, each replaced atomically.
+func (r *Runtime) linkRunscWrapper() error {
+	dir := filepath.Dir(r.runscWrapperPath())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create runsc wrapper dir: %w", err)
+	}
+	for name, target := range map[string]string{runscWrapperName: r.opts.ShimPath, "runsc": r.opts.RunscPath} {
+		link := filepath.Join(dir, name)
+		tmp := link + ".tmp"
+		_ = os.Remove(tmp)
+		if err := os.Symlink(target, tmp); err != nil {
+			return fmt.Errorf("link runsc wrapper: %w", err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			return fmt.Errorf("link runsc wrapper: %w", err)
+		}
+	}
+	return nil
 }
 
 // DefaultShimPath is the gVisor shim next to the running executable (bin/
@@ -184,13 +226,14 @@ func (r *Runtime) runscConfigPath() string {
 }
 
 // runscConfig is the gVisor shim's configuration (its runtime options
-// point at it): which runsc, its state root, and runsc's global flags.
+// point at it): which runsc (the shim's wrapper of it), its state root,
+// and runsc's global flags.
 // network=sandbox gives the group gVisor's own network stack on the
 // group's CNI interface, instead of the host's (hostinet).
 func (r *Runtime) runscConfig() string {
 	dir := filepath.Join(r.opts.StateDir, "runsc")
 	var b strings.Builder
-	fmt.Fprintf(&b, "binary_name = %q\n", r.opts.RunscPath)
+	fmt.Fprintf(&b, "binary_name = %q\n", r.runscWrapperPath())
 	fmt.Fprintf(&b, "root = %q\n", filepath.Join(dir, "root"))
 	if r.opts.RunscDebugDir != "" {
 		fmt.Fprintf(&b, "log_level = \"debug\"\nlog_path = %q\n", filepath.Join(r.opts.RunscDebugDir, "shim-%ID%.log"))
@@ -277,6 +320,11 @@ func (r *Runtime) ensureSandbox(ctx context.Context, spec ContainerSpec) (string
 	if memory > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(memory)))
 	}
+	// The workload's processes are the sandbox's tasks, not the host's:
+	// the host sees the Sentry's threads and, under systrap, one stub
+	// process per address space. Bounding them bounds what a fork bomb
+	// in the group can take from the host's process table.
+	opts = append(opts, oci.WithPidsLimit(cmp.Or(r.opts.PidsLimit, DefaultPidsLimit)+SandboxOverheadPids))
 	ctr, err := r.client.NewContainer(ctx, id,
 		client.WithRuntime(runscRuntime, r.runscOptions()),
 		client.WithContainerLabels(labels),

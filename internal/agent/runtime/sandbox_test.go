@@ -1,9 +1,11 @@
 package runtime_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/mountinfo"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berth-dev/berth/internal/agent/runtime"
@@ -226,6 +231,119 @@ func TestRuntime_Sandboxed(t *testing.T) {
 		code, out := execOut(t, e.rt, side.ID, "sh", "-c", "echo out; exit 7")
 		if code != 7 || !strings.Contains(out, "out") {
 			t.Errorf("got %d %q, want 7 and the output", code, out)
+		}
+	})
+
+	t.Run("an exec's terminal has its size when the process starts", func(t *testing.T) {
+		// Through containerd, without the resize after the start that
+		// Runtime.Exec also sends: runsc itself ignores the size in the
+		// process spec; the shim's runsc wrapper applies it (issue 7).
+		c, err := cl.LoadContainer(rctx, side.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := c.Spec(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := c.Task(rctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proc := *spec.Process
+		proc.Args, proc.Terminal = []string{"stty", "size"}, true
+		proc.ConsoleSize = &specs.Box{Height: 30, Width: 100}
+		var out bytes.Buffer
+		p, err := task.Exec(rctx, "tty"+randHex(t, 4), &proc, cio.NewCreator(cio.WithStreams(nil, &out, nil), cio.WithTerminal, cio.WithFIFODir(t.TempDir())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Delete(rctx, client.WithProcessKill)
+		exited, err := p.Wait(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(rctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case st := <-exited:
+			p.IO().Wait()
+			if st.ExitCode() != 0 || !strings.Contains(out.String(), "30 100") {
+				t.Errorf("stty size = %d %q, want 0 and 30 100", st.ExitCode(), out.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("stty size did not exit")
+		}
+	})
+
+	t.Run("a resize reaches an exec's process", func(t *testing.T) {
+		// The terminal's SIGWINCH goes to runsc's exec process, which
+		// forwards it into the sandbox: it must be the session leader
+		// on the terminal, as the wrapper starts it.
+		c, err := cl.LoadContainer(rctx, side.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec, err := c.Spec(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task, err := c.Task(rctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proc := *spec.Process
+		proc.Args, proc.Terminal = []string{"sh", "-c", `trap 'stty size; exit 0' WINCH; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; exit 9`}, true
+		proc.ConsoleSize = &specs.Box{Height: 30, Width: 100}
+		pr, pw := io.Pipe()
+		p, err := task.Exec(rctx, "tty"+randHex(t, 4), &proc, cio.NewCreator(cio.WithStreams(nil, pw, nil), cio.WithTerminal, cio.WithFIFODir(t.TempDir())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Delete(rctx, client.WithProcessKill)
+		defer pr.Close() // first: Delete waits for the output's copy
+		exited, err := p.Wait(rctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(rctx); err != nil {
+			t.Fatal(err)
+		}
+		lines := make(chan string, 16)
+		go func() {
+			defer close(lines)
+			for sc := bufio.NewScanner(pr); sc.Scan(); {
+				lines <- strings.TrimSpace(sc.Text())
+			}
+		}()
+		next := func() string {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					return "(end of output)"
+				}
+				return l
+			case <-time.After(30 * time.Second):
+				return "(nothing in 30s)"
+			}
+		}
+		if l := next(); l != "ready" {
+			t.Fatalf("first line %q, want ready", l)
+		}
+		if err := p.Resize(rctx, 120, 40); err != nil {
+			t.Fatal(err)
+		}
+		if l := next(); l != "40 120" {
+			t.Errorf("after the resize the process printed %q, want 40 120", l)
+		}
+		select {
+		case st := <-exited:
+			if st.ExitCode() != 0 {
+				t.Errorf("exit code %d, want 0 (from the WINCH trap)", st.ExitCode())
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("the process did not exit")
 		}
 	})
 
