@@ -118,7 +118,9 @@ func TestRuntime_UserNS(t *testing.T) {
 	}
 	t.Logf("first container (chowned image copy made): created and started in %s", time.Since(start))
 
-	wantLog := []string{"uid=0 gid=0\n", "owner=0:0\n", "owned-write=ok\n", "host-write=refused\n"}
+	// Up to the address line, the last before httpd: the subtests read
+	// the lines after the first four.
+	wantLog := []string{"uid=0 gid=0\n", "owner=0:0\n", "owned-write=ok\n", "host-write=refused\n", "addr="}
 	ok := eventually(10*time.Second, func() bool {
 		log := readFile(t, spec.LogPath)
 		for _, w := range wantLog {
