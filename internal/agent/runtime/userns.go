@@ -150,6 +150,7 @@ func (r *Runtime) setupUserNS(ctx context.Context) error {
 	}
 	slog.InfoContext(ctx, "containers run in a user namespace", "userns_remap", r.opts.UserNSRemap,
 		"host_ids", fmt.Sprintf("%d-%d", rng.HostID, uint64(rng.HostID)+uint64(rng.Size)-1), "reason", why)
+	setupKeyQuota(ctx)
 	return nil
 }
 

@@ -190,6 +190,17 @@ func TestRuntime_UserNS(t *testing.T) {
 		}
 	})
 
+	t.Run("the remapped root may own as many keys as root", func(t *testing.T) {
+		// Every container's session keyring belongs to the remapped root:
+		// the kernel's default quota (200 keys) would cap the node.
+		for name, min := range map[string]int{"maxkeys": 1000000, "maxbytes": 25000000} {
+			got, err := strconv.Atoi(strings.TrimSpace(readFile(t, "/proc/sys/kernel/keys/"+name)))
+			if err != nil || got < min {
+				t.Errorf("kernel.keys.%s = %d (%v), want at least %d", name, got, err, min)
+			}
+		}
+	})
+
 	t.Run("cgroup limits apply", func(t *testing.T) {
 		p := filepath.Join("/sys/fs/cgroup/memory", e.opts.CgroupParent, spec.ID, "memory.limit_in_bytes")
 		if got := strings.TrimSpace(readFile(t, p)); got != strconv.Itoa(64<<20) {
