@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"crypto/rand"
 	"fmt"
 	"net/http"
 	"strings"
@@ -15,11 +14,7 @@ import (
 // not a precondition failure of the request. (issue 7)
 func TestToARM_SealedWithoutKey(t *testing.T) {
 	t.Parallel()
-	raw := make([]byte, sealing.KeySize)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	k, err := sealing.NewKey(raw)
+	k, err := sealing.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}

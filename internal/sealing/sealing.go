@@ -17,6 +17,7 @@ package sealing
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -70,6 +71,15 @@ func NewKey(raw []byte) (*Key, error) {
 	}
 	sum := sha256.Sum256(raw)
 	return &Key{aead: aead, id: hex.EncodeToString(sum[:])[:idLen]}, nil
+}
+
+// GenerateKey returns a new random key.
+func GenerateKey() (*Key, error) {
+	raw := make([]byte, KeySize)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("sealing: %w", err)
+	}
+	return NewKey(raw)
 }
 
 // LoadKeyFile reads a key file: KeySize random bytes, base64 (standard

@@ -52,11 +52,7 @@ func newSecretGroup(t *testing.T, name string) secretGroup {
 
 func newSealKey(t *testing.T) *sealing.Key {
 	t.Helper()
-	raw := make([]byte, sealing.KeySize)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	k, err := sealing.NewKey(raw)
+	k, err := sealing.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,9 +20,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerinstance/armcontainerinstance/v2"
-
-	"github.com/berth-dev/berth/internal/imagebuild"
-	"github.com/berth-dev/berth/internal/testenv"
 )
 
 // TestEncryption: with --encryption-key-file, a group's secure environment
@@ -48,15 +45,7 @@ func TestEncryption(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	const user = "berth-puller"
-	password := "pw-" + randomHex(t, 8)
-	reg := testenv.StartRegistryWithAuth(t, user, password)
-	img, err := imagebuild.BusyboxImage()
-	if err != nil {
-		t.Fatalf("build busybox image: %v", err)
-	}
-	image := reg.Ref("private/busybox:1")
-	testenv.PushImage(t, image, img, &imagebuild.Basic{Username: user, Password: password})
+	reg, image, user, password := privateBusybox(t)
 
 	envSecret := "envsecret-" + randomHex(t, 8)
 	fileSecret := "filesecret-" + randomHex(t, 8)

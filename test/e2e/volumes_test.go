@@ -365,6 +365,21 @@ func TestDNSConfig_ResolvConf(t *testing.T) {
 	e.volRemove(ctx, t, name)
 }
 
+// privateBusybox starts a registry that wants basic auth, with a random
+// password, and pushes the busybox image to it.
+func privateBusybox(t *testing.T) (reg *testenv.Registry, image, user, password string) {
+	t.Helper()
+	user, password = "berth-puller", "pw-"+randomHex(t, 8)
+	reg = testenv.StartRegistryWithAuth(t, user, password)
+	img, err := imagebuild.BusyboxImage()
+	if err != nil {
+		t.Fatalf("build busybox image: %v", err)
+	}
+	image = reg.Ref("private/busybox:1")
+	testenv.PushImage(t, image, img, &imagebuild.Basic{Username: user, Password: password})
+	return reg, image, user, password
+}
+
 // TestRegistryCredentials: an image in a registry with basic auth cannot
 // be pulled without credentials or with a wrong password, and can with the
 // right ones; the password appears in no response.
@@ -373,15 +388,7 @@ func TestRegistryCredentials(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	const user = "berth-puller"
-	password := "pw-" + randomHex(t, 8)
-	reg := testenv.StartRegistryWithAuth(t, user, password)
-	img, err := imagebuild.BusyboxImage()
-	if err != nil {
-		t.Fatalf("build busybox image: %v", err)
-	}
-	image := reg.Ref("private/busybox:1")
-	testenv.PushImage(t, image, img, &imagebuild.Basic{Username: user, Password: password})
+	reg, image, user, password := privateBusybox(t)
 
 	withCreds := func(cg armcontainerinstance.ContainerGroup, pass string) armcontainerinstance.ContainerGroup {
 		cg.Properties.ImageRegistryCredentials = []*armcontainerinstance.ImageRegistryCredential{{

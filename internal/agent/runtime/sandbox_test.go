@@ -238,19 +238,7 @@ func TestRuntime_Sandboxed(t *testing.T) {
 		// Through containerd, without the resize after the start that
 		// Runtime.Exec also sends: runsc itself ignores the size in the
 		// process spec; the shim's runsc wrapper applies it (issue 7).
-		c, err := cl.LoadContainer(rctx, side.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		spec, err := c.Spec(rctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		task, err := c.Task(rctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		proc := *spec.Process
+		task, proc := taskAndProcess(rctx, t, cl, side.ID)
 		proc.Args, proc.Terminal = []string{"stty", "size"}, true
 		proc.ConsoleSize = &specs.Box{Height: 30, Width: 100}
 		var out bytes.Buffer
@@ -281,19 +269,7 @@ func TestRuntime_Sandboxed(t *testing.T) {
 		// The terminal's SIGWINCH goes to runsc's exec process, which
 		// forwards it into the sandbox: it must be the session leader
 		// on the terminal, as the wrapper starts it.
-		c, err := cl.LoadContainer(rctx, side.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		spec, err := c.Spec(rctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		task, err := c.Task(rctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		proc := *spec.Process
+		task, proc := taskAndProcess(rctx, t, cl, side.ID)
 		proc.Args, proc.Terminal = []string{"sh", "-c", `trap 'stty size; exit 0' WINCH; echo ready; i=0; while [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; exit 9`}, true
 		proc.ConsoleSize = &specs.Box{Height: 30, Width: 100}
 		pr, pw := io.Pipe()
@@ -664,4 +640,23 @@ func TestNew_SandboxedOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// taskAndProcess loads a container's task and a copy of its process spec,
+// to exec with through containerd directly.
+func taskAndProcess(ctx context.Context, t *testing.T, cl *client.Client, id string) (client.Task, specs.Process) {
+	t.Helper()
+	c, err := cl.LoadContainer(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := c.Spec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := c.Task(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task, *spec.Process
 }

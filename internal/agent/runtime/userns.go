@@ -216,16 +216,55 @@ func (r *Runtime) newContainer(ctx context.Context, id string, img client.Image,
 		client.WithUserNSRemappedSnapshot(id, img, m, m),
 	}, opts...)
 	ctr, err := r.client.NewContainer(ctx, id, all...)
-	if !errdefs.IsAlreadyExists(err) {
-		return ctr, err
+	if errdefs.IsAlreadyExists(err) {
+		// A copy whose chown was cut short (the agent died) is left active
+		// under its key and blocks every later one: remove it and retry
+		// once.
+		removed, rerr := r.removeRemapLeftovers(ctx)
+		if rerr != nil || removed == 0 {
+			return nil, errors.Join(err, rerr)
+		}
+		ctr, err = r.client.NewContainer(ctx, id, all...)
 	}
-	// A copy whose chown was cut short (the agent died) is left active
-	// under its key and blocks every later one: remove it and retry once.
-	removed, rerr := r.removeRemapLeftovers(ctx)
-	if rerr != nil || removed == 0 {
-		return nil, errors.Join(err, rerr)
+	if err != nil {
+		return nil, err
 	}
-	return r.client.NewContainer(ctx, id, all...)
+	if err := r.keepRemappedCopy(ctx, img, id); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		defer cancel()
+		return nil, errors.Join(err, r.deleteContainer(cctx, ctr, 0))
+	}
+	return ctr, nil
+}
+
+// labelRemappedCopy, on an image, references its chowned copy for the
+// node's range as containerd's garbage collector reads references: the
+// copy then lives as long as the image, not only while a container uses
+// it, so that a group created after the last one was deleted does not
+// pay for the copy again. One label per snapshotter: a changed range
+// replaces the reference, and the old copy goes.
+const labelRemappedCopy = "containerd.io/gc.ref.snapshot.%s/berth-userns"
+
+// keepRemappedCopy labels img with the chowned copy that container id's
+// snapshot sits on, unless it already is.
+func (r *Runtime) keepRemappedCopy(ctx context.Context, img client.Image, id string) error {
+	info, err := r.client.SnapshotService(r.opts.Snapshotter).Stat(ctx, id)
+	if err != nil {
+		return fmt.Errorf("snapshot of %s: %w", id, err)
+	}
+	key := fmt.Sprintf(labelRemappedCopy, r.opts.Snapshotter)
+	meta := img.Metadata()
+	if info.Parent == "" || meta.Labels[key] == info.Parent {
+		return nil
+	}
+	if meta.Labels == nil {
+		meta.Labels = map[string]string{}
+	}
+	meta.Labels[key] = info.Parent
+	if _, err := r.client.ImageService().Update(ctx, meta, "labels."+key); err != nil {
+		return fmt.Errorf("image %s: reference its remapped copy: %w", img.Name(), err)
+	}
+	return nil
 }
 
 // removeRemapLeftovers removes the half-made chowned copies of images; it

@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent/network"
 	"github.com/berth-dev/berth/internal/agent/runtime"
+	"github.com/containerd/containerd/v2/core/images"
 )
 
 // hostIDs reads the real uid and gid of pid from the host's /proc.
@@ -295,5 +296,58 @@ func TestRuntime_UserNSLeftover(t *testing.T) {
 	}
 	if _, err := sn.Stat(rctx, copyKey+"-remap"); err == nil {
 		t.Error("the half-made copy is still there")
+	}
+}
+
+// TestRuntime_UserNSCopyOutlivesContainers: the chowned copy of an image
+// lives as long as the image, so that a group created after the last
+// container of the image was deleted does not pay for the copy again.
+func TestRuntime_UserNSCopyOutlivesContainers(t *testing.T) {
+	e := newEnv(t)
+	e.opts.UserNSRemap = runtime.UserNSRemapAuto
+	rt := e.newRuntime(t)
+	if rt.UserNS() == nil {
+		t.Skip("the kernel does not allow user namespaces")
+	}
+	ctx := context.Background()
+	rctx, cl := e.raw(t)
+	sn := cl.SnapshotService(runtime.DefaultSnapshotter)
+
+	spec := e.spec(t, "sleep 1000")
+	if err := rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	info, err := sn.Stat(rctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyKey := info.Parent
+	if err := rt.Remove(ctx, spec.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// A synchronous image delete runs containerd's garbage collector at
+	// once: delete a second name of the same image.
+	img, err := cl.ImageService().Get(rctx, e.image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Name, img.Labels = "gc-trigger-"+randHex(t, 4), nil
+	if _, err := cl.ImageService().Create(rctx, img); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ImageService().Delete(rctx, img.Name, images.SynchronousDelete()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Stat(rctx, copyKey); err != nil {
+		t.Fatalf("the chowned copy %s did not outlive its last container: %v", copyKey, err)
+	}
+
+	// Once the image goes, its copy goes with it.
+	if err := cl.ImageService().Delete(rctx, e.image, images.SynchronousDelete()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sn.Stat(rctx, copyKey); err == nil {
+		t.Errorf("the chowned copy %s outlived its image", copyKey)
 	}
 }
