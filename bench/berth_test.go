@@ -132,9 +132,24 @@ func (b *berthAPI) get(ctx context.Context, name string) (armv1.ContainerGroup, 
 }
 
 func (b *berthAPI) list(ctx context.Context) ([]armv1.ContainerGroup, error) {
-	var l armv1.ContainerGroupList
-	_, err := b.do(ctx, http.MethodGet, b.listPath(), nil, &l)
-	return l.Value, err
+	var all []armv1.ContainerGroup
+	// Page after page, as a client follows ARM's nextLink.
+	for path := b.listPath(); path != ""; {
+		var l armv1.ContainerGroupList
+		if _, err := b.do(ctx, http.MethodGet, path, nil, &l); err != nil {
+			return all, err
+		}
+		all = append(all, l.Value...)
+		path = ""
+		if l.NextLink != "" {
+			u, err := url.Parse(l.NextLink)
+			if err != nil {
+				return all, fmt.Errorf("nextLink %q: %w", l.NextLink, err)
+			}
+			path = u.RequestURI()
+		}
+	}
+	return all, nil
 }
 
 // remove sends DELETE and, when wait is set, polls until the group is

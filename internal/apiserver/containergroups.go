@@ -1,9 +1,11 @@
 package apiserver
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -189,14 +191,29 @@ func (s *Server) listGroupsByResourceGroup(r *http.Request) (*response, error) {
 }
 
 // listGroups lists the groups whose keys start with scope, with their
-// status. Groups and statuses share their key layout, so each is one range
-// read, whatever the number of groups.
+// status, one page of s.pageSize at a time: a page that is not the last
+// ends with a nextLink whose $skipToken is the page's last key, as ARM
+// pages. Groups and statuses share their key layout, so a page is two
+// range reads, whatever the number of groups.
 func (s *Server) listGroups(r *http.Request, scope string) (*response, error) {
-	groups, _, err := s.groups.ListUnder(r.Context(), scope)
+	var after string
+	if tok := r.URL.Query().Get("$skipToken"); tok != "" {
+		last, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.HasPrefix(string(last), scope) {
+			return nil, badRequest("InvalidSkipToken", fmt.Sprintf("The $skipToken '%s' is not one this list handed out.", tok))
+		}
+		after = string(last)
+	}
+	groups, more, err := s.groups.ListPage(r.Context(), scope, after, int64(s.pageSize))
 	if err != nil {
 		return nil, err
 	}
-	statuses, _, err := s.status.ListUnder(r.Context(), scope)
+	list := armv1.ContainerGroupList{Value: []armv1.ContainerGroup{}}
+	if len(groups) == 0 {
+		return &response{status: http.StatusOK, body: list}, nil
+	}
+	last := groups[len(groups)-1].Key
+	statuses, _, err := s.status.ListRange(r.Context(), groups[0].Key, last+"\x00", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +221,6 @@ func (s *Server) listGroups(r *http.Request, scope string) (*response, error) {
 	for i := range statuses {
 		byKey[statuses[i].Key] = &statuses[i].Value
 	}
-	list := armv1.ContainerGroupList{Value: []armv1.ContainerGroup{}}
 	for i := range groups {
 		g := &groups[i].Value
 		st := byKey[g.Key()]
@@ -212,6 +228,11 @@ func (s *Server) listGroups(r *http.Request, scope string) (*response, error) {
 			st = nil // the status of an earlier incarnation
 		}
 		list.Value = append(list.Value, groupToWire(g, st, false))
+	}
+	if more {
+		q := r.URL.Query()
+		q.Set("$skipToken", base64.RawURLEncoding.EncodeToString([]byte(last)))
+		list.NextLink = (&url.URL{Scheme: "https", Host: r.Host, Path: r.URL.Path, RawQuery: q.Encode()}).String()
 	}
 	return &response{status: http.StatusOK, body: list}, nil
 }

@@ -5,6 +5,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -58,7 +59,14 @@ type Options struct {
 	// PublicSubnet is the node's public bridge subnet; virtual networks
 	// may not overlap it. Empty means no check. (issue 5)
 	PublicSubnet string
+	// ListPageSize is how many groups one page of a list holds before a
+	// nextLink; default DefaultListPageSize.
+	ListPageSize int
 }
+
+// DefaultListPageSize is ListPageSize's default: a list's cost per
+// request stays bounded whatever the number of groups.
+const DefaultListPageSize = 100
 
 // Server is the API's http.Handler.
 type Server struct {
@@ -68,6 +76,7 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	capacity types.ResourceList
+	pageSize int
 	mux      *http.ServeMux
 	groups   store.Typed[types.ContainerGroup]
 	status   store.Typed[types.GroupStatus]
@@ -102,6 +111,7 @@ func New(opts Options) *Server {
 		log:      opts.Logger,
 		now:      opts.Now,
 		capacity: opts.Capacity,
+		pageSize: cmp.Or(opts.ListPageSize, DefaultListPageSize),
 		mux:      http.NewServeMux(),
 		groups:   store.NewTyped[types.ContainerGroup](opts.Store, types.PrefixGroups),
 		status:   store.NewTyped[types.GroupStatus](opts.Store, types.PrefixGroupStatus),

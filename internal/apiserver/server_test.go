@@ -76,6 +76,12 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvOpts(t, nil)
+}
+
+// newEnvOpts is newEnv with the server's options changed by set.
+func newEnvOpts(t *testing.T, set func(*Options)) *env {
+	t.Helper()
 	cli, err := embedetcd.NewClient(context.Background(), etcdEndpoints)
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +92,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := New(Options{Store: st, Tokens: tokens, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
-		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}})
+	opts := Options{Store: st, Tokens: tokens, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
+		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}}
+	if set != nil {
+		set(&opts)
+	}
+	api := New(opts)
 	srv := httptest.NewTLSServer(api)
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, store: st}

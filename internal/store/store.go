@@ -180,6 +180,32 @@ func (s *Store) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
+// ListRange returns the keys from from (inclusive) to to (exclusive, "" for
+// every key after from), relative to the store prefix and sorted, at most
+// limit of them (0: all), and whether more are left in the range. Lists
+// read one page at a time with it.
+func (s *Store) ListRange(ctx context.Context, from, to string, limit int64) ([]KV, bool, error) {
+	end := clientv3.GetPrefixRangeEnd(s.prefix)
+	if to != "" {
+		end = s.prefix + to
+	}
+	resp, err := s.c.Get(ctx, s.prefix+from, clientv3.WithRange(end),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend), clientv3.WithLimit(limit))
+	if err != nil {
+		return nil, false, fmt.Errorf("store: list %q to %q: %w", from, to, classify(err))
+	}
+	out := make([]KV, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, KV{
+			Key:      strings.TrimPrefix(string(kv.Key), s.prefix),
+			Value:    kv.Value,
+			Revision: kv.ModRevision,
+			sealKey:  s.key,
+		})
+	}
+	return out, resp.More, nil
+}
+
 // mismatch tells why a compare on the mod revision failed: the Else branch
 // read the key, so an empty read means it is gone.
 func mismatch(resp *clientv3.TxnResponse) error {

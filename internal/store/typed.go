@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Typed is a view of the keys under one prefix that all hold a T, so
@@ -84,6 +86,44 @@ func (t Typed[T]) ListUnder(ctx context.Context, under string) ([]Item[T], int64
 		out = append(out, Item[T]{Key: strings.TrimPrefix(kv.Key, t.prefix), Value: v, Revision: kv.Revision})
 	}
 	return out, rev, nil
+}
+
+// ListRange is Store.ListRange with keys relative to the view's prefix;
+// to "" means the end of the view.
+func (t Typed[T]) ListRange(ctx context.Context, from, to string, limit int64) ([]Item[T], bool, error) {
+	end := "" // the store's end, for a view of the whole store
+	switch {
+	case to != "":
+		end = t.prefix + to
+	case t.prefix != "":
+		end = clientv3.GetPrefixRangeEnd(t.prefix)
+	}
+	kvs, more, err := t.s.ListRange(ctx, t.prefix+from, end, limit)
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]Item[T], 0, len(kvs))
+	for _, kv := range kvs {
+		var v T
+		if err := kv.Decode(&v); err != nil {
+			return nil, false, err
+		}
+		out = append(out, Item[T]{Key: strings.TrimPrefix(kv.Key, t.prefix), Value: v, Revision: kv.Revision})
+	}
+	return out, more, nil
+}
+
+// ListPage lists at most limit of the keys that start with under and sort
+// after after ("" for the first page), and tells whether more are left.
+func (t Typed[T]) ListPage(ctx context.Context, under, after string, limit int64) ([]Item[T], bool, error) {
+	from, to := under, ""
+	if under != "" {
+		to = clientv3.GetPrefixRangeEnd(under)
+	}
+	if after != "" {
+		from = after + "\x00" // the first key after it
+	}
+	return t.ListRange(ctx, from, to, limit)
 }
 
 // Watch is Store.Watch on the view's prefix, with event keys relative to
