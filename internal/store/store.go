@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/berth-dev/berth/internal/sealing"
@@ -168,16 +169,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: list %q: %w", prefix, classify(err))
 	}
-	out := make([]KV, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out = append(out, KV{
-			Key:      strings.TrimPrefix(string(kv.Key), s.prefix),
-			Value:    kv.Value,
-			Revision: kv.ModRevision,
-			sealKey:  s.key,
-		})
-	}
-	return out, resp.Header.Revision, nil
+	return s.kvs(resp.Kvs), resp.Header.Revision, nil
 }
 
 // ListRange returns the keys from from (inclusive) to to (exclusive, "" for
@@ -194,8 +186,13 @@ func (s *Store) ListRange(ctx context.Context, from, to string, limit int64) ([]
 	if err != nil {
 		return nil, false, fmt.Errorf("store: list %q to %q: %w", from, to, classify(err))
 	}
-	out := make([]KV, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
+	return s.kvs(resp.Kvs), resp.More, nil
+}
+
+// kvs turns etcd's key-values into KVs relative to the store prefix.
+func (s *Store) kvs(in []*mvccpb.KeyValue) []KV {
+	out := make([]KV, 0, len(in))
+	for _, kv := range in {
 		out = append(out, KV{
 			Key:      strings.TrimPrefix(string(kv.Key), s.prefix),
 			Value:    kv.Value,
@@ -203,7 +200,7 @@ func (s *Store) ListRange(ctx context.Context, from, to string, limit int64) ([]
 			sealKey:  s.key,
 		})
 	}
-	return out, resp.More, nil
+	return out
 }
 
 // mismatch tells why a compare on the mod revision failed: the Else branch

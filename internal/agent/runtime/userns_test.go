@@ -247,32 +247,14 @@ func TestRuntime_UserNS(t *testing.T) {
 // TestRuntime_UserNSLeftover: a chowned copy of an image cut short (the
 // agent died during the chown) does not block later containers.
 func TestRuntime_UserNSLeftover(t *testing.T) {
-	e := newEnv(t)
-	e.opts.UserNSRemap = runtime.UserNSRemapAuto
-	rt := e.newRuntime(t)
-	if rt.UserNS() == nil {
-		t.Skip("the kernel does not allow user namespaces")
-	}
+	// A first container makes the copy; its name is the one a later
+	// container looks for.
+	e, rt, copyKey := remappedCopy(t)
 	ctx := context.Background()
 	rctx, cl := e.raw(t)
 	sn := cl.SnapshotService(runtime.DefaultSnapshotter)
-
-	// A first container makes the copy; its name is the one a later
-	// container looks for.
-	spec := e.spec(t, "sleep 1000")
-	if err := rt.Create(ctx, spec); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	info, err := sn.Stat(rctx, spec.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyKey := info.Parent
 	parent, err := sn.Stat(rctx, copyKey)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.Remove(ctx, spec.ID, 0); err != nil {
 		t.Fatal(err)
 	}
 	// As if the agent had died between Prepare and Commit of the copy.
@@ -283,7 +265,7 @@ func TestRuntime_UserNSLeftover(t *testing.T) {
 		t.Fatalf("make a half-made copy: %v", err)
 	}
 
-	spec = e.spec(t, "id -u; sleep 1000")
+	spec := e.spec(t, "id -u; sleep 1000")
 	if err := rt.Create(ctx, spec); err != nil {
 		t.Fatalf("Create after a half-made copy: %v", err)
 	}
@@ -303,28 +285,9 @@ func TestRuntime_UserNSLeftover(t *testing.T) {
 // lives as long as the image, so that a group created after the last
 // container of the image was deleted does not pay for the copy again.
 func TestRuntime_UserNSCopyOutlivesContainers(t *testing.T) {
-	e := newEnv(t)
-	e.opts.UserNSRemap = runtime.UserNSRemapAuto
-	rt := e.newRuntime(t)
-	if rt.UserNS() == nil {
-		t.Skip("the kernel does not allow user namespaces")
-	}
-	ctx := context.Background()
+	e, _, copyKey := remappedCopy(t)
 	rctx, cl := e.raw(t)
 	sn := cl.SnapshotService(runtime.DefaultSnapshotter)
-
-	spec := e.spec(t, "sleep 1000")
-	if err := rt.Create(ctx, spec); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	info, err := sn.Stat(rctx, spec.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyKey := info.Parent
-	if err := rt.Remove(ctx, spec.ID, 0); err != nil {
-		t.Fatal(err)
-	}
 
 	// A synchronous image delete runs containerd's garbage collector at
 	// once: delete a second name of the same image.
@@ -350,4 +313,30 @@ func TestRuntime_UserNSCopyOutlivesContainers(t *testing.T) {
 	if _, err := sn.Stat(rctx, copyKey); err == nil {
 		t.Errorf("the chowned copy %s outlived its image", copyKey)
 	}
+}
+
+// remappedCopy starts a runtime that remaps, creates and removes one
+// container, and returns the key of the chowned image copy it sat on.
+func remappedCopy(t *testing.T) (*env, *runtime.Runtime, string) {
+	t.Helper()
+	e := newEnv(t)
+	e.opts.UserNSRemap = runtime.UserNSRemapAuto
+	rt := e.newRuntime(t)
+	if rt.UserNS() == nil {
+		t.Skip("the kernel does not allow user namespaces")
+	}
+	ctx := context.Background()
+	rctx, cl := e.raw(t)
+	spec := e.spec(t, "sleep 1000")
+	if err := rt.Create(ctx, spec); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	info, err := cl.SnapshotService(runtime.DefaultSnapshotter).Stat(rctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Remove(ctx, spec.ID, 0); err != nil {
+		t.Fatal(err)
+	}
+	return e, rt, info.Parent
 }
