@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -157,9 +158,25 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 
 	dumpLogOnFailure(t, "berth server", s.logPath)
 	t.Cleanup(func() { s.cleanup(t, ownDataDir) })
-	s.start(t)
+	// A port found free may be taken by another test's process before
+	// the server binds it: then pick others and start again.
+	for attempt := 1; s.start(t) == errPortTaken; attempt++ {
+		if attempt == 3 {
+			t.Fatalf("berth server found its ports taken %d times (its log follows at the end)", attempt)
+		}
+		if s.Listen, err = freeLoopbackAddr(); err != nil {
+			t.Fatalf("pick API port: %v", err)
+		}
+		if s.DNS, err = freeDNSAddr(); err != nil {
+			t.Fatalf("pick DNS port: %v", err)
+		}
+	}
 	return s
 }
+
+// errPortTaken: the server exited at start because a port it was given
+// was in use.
+var errPortTaken = errors.New("a port of the server was taken")
 
 // Stop sends SIGTERM and waits up to 30s, then SIGKILLs. A server that needs
 // the SIGKILL, or exits non-zero, fails the test.
@@ -191,7 +208,9 @@ func (s *Server) Stop(t testing.TB) {
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.Stop(t)
-	s.start(t)
+	if err := s.start(t); err != nil {
+		t.Fatalf("restart berth server on its ports: %v", err)
+	}
 }
 
 // SetExtraArgs replaces ServerOptions.ExtraArgs for the next start, e.g.
@@ -250,7 +269,9 @@ func (s *Server) Log() string {
 }
 
 // start runs the binary and waits for a fresh client.json and a TLS answer.
-func (s *Server) start(t testing.TB) {
+// start starts the server and waits until it answers. It fails t, but
+// for errPortTaken, which it returns.
+func (s *Server) start(t testing.TB) error {
 	t.Helper()
 	s.starts++
 	clientFile := filepath.Join(s.DataDir, "client.json")
@@ -306,18 +327,34 @@ func (s *Server) start(t testing.TB) {
 		select {
 		case <-done:
 			s.cmd = nil
+			if s.lastStartLogHas("bind: address already in use") {
+				t.Logf("berth server start %d: a port was taken: %v", s.starts, cmd.ProcessState)
+				return errPortTaken
+			}
 			t.Fatalf("berth server exited during start-up: %v (its log follows at the end)", cmd.ProcessState)
 		default:
 		}
 		err := s.ready(clientFile)
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("berth server not ready after 60s: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lastStartLogHas tells whether the log of the latest start holds text.
+func (s *Server) lastStartLogHas(text string) bool {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return false
+	}
+	if i := bytes.LastIndex(b, []byte("===== testenv: start")); i >= 0 {
+		b = b[i:]
+	}
+	return bytes.Contains(b, []byte(text))
 }
 
 // ready parses client.json and checks that the endpoint answers over TLS
