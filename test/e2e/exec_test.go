@@ -422,8 +422,8 @@ func (e *env) runExec(ctx context.Context, t *testing.T, s sessionResp, input []
 }
 
 // execOut runs a shell script in a container through the exec API and
-// returns its output and exit code; unlike sh it reports failures as
-// errors, for callers on goroutines of their own.
+// returns its output and exit code. It reports failures as errors, for
+// callers on goroutines of their own; sh is it for a test's goroutine.
 func (e *env) execOut(ctx context.Context, group, container, script string) (string, int, error) {
 	resp, err := e.srv.Do(ctx, http.MethodPost, e.sessionPath(group, container, "exec"), map[string]any{"command": "/bin/sh -c " + shellQuote(script)})
 	if err != nil {

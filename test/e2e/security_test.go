@@ -28,13 +28,11 @@ const securityPidsLimit = 40
 // and returns what it printed and its exit code.
 func (e *env) sh(ctx context.Context, t *testing.T, group, container, script string) (string, int) {
 	t.Helper()
-	s := e.postSession(ctx, t, group, container, "exec", map[string]any{"command": "/bin/sh -c " + shellQuote(script)})
-	out, ce := e.runExec(ctx, t, s, nil)
-	code, err := strconv.Atoi(strings.TrimPrefix(ce.Text, "exit code "))
+	out, code, err := e.execOut(ctx, group, container, script)
 	if err != nil {
-		t.Fatalf("exec %q: closed with %d %q, want an exit code; output %q", script, ce.Code, ce.Text, out)
+		t.Fatalf("exec %q: %v", script, err)
 	}
-	return strings.ReplaceAll(out, "\r\n", "\n"), code
+	return out, code
 }
 
 // shellQuote quotes s as one shell word.
