@@ -40,8 +40,16 @@ type ContainerGroup struct {
 	Stopped bool `json:"stopped,omitempty"`
 	// Restarts counts restart requests: the agent restarts every container
 	// of the group in place when it changes.
-	Restarts int64     `json:"restarts,omitempty"`
-	Spec     GroupSpec `json:"spec"`
+	Restarts int64 `json:"restarts,omitempty"`
+	// NodeName is the node the scheduler bound the group to; empty while
+	// it waits for a place. A group moves only when the node controller
+	// unbinds it (node lost, drained) or it is started again after a stop.
+	NodeName string `json:"nodeName,omitempty"`
+	// IP is the group's address, allocated for the whole cluster when the
+	// group is first scheduled (an IPClaim holds it) and kept for its
+	// life: across stop and start and on every node it moves to.
+	IP   string    `json:"ip,omitempty"`
+	Spec GroupSpec `json:"spec"`
 }
 
 // GroupSpec is what runs.
@@ -59,6 +67,9 @@ type GroupSpec struct {
 	// Subnet places the group in a virtual network subnet (subnetIds);
 	// nil puts it on the node's public bridge.
 	Subnet *SubnetRef `json:"subnet,omitempty"`
+	// Zones are the availability zones the group may run in (ACI allows
+	// at most one); empty means any.
+	Zones []string `json:"zones,omitempty"`
 }
 
 // Volume is a group volume; exactly one kind is set.
@@ -165,10 +176,17 @@ type Resources struct {
 	Limits   *ResourceList `json:"limits,omitempty"`
 }
 
-// ResourceList is an amount of CPU cores and memory in GB.
+// ResourceList is an amount of CPU cores, memory in GB and GPUs.
 type ResourceList struct {
-	CPU      float64 `json:"cpu"`
-	MemoryGB float64 `json:"memoryInGB"`
+	CPU      float64     `json:"cpu"`
+	MemoryGB float64     `json:"memoryInGB"`
+	GPU      GPUResource `json:"gpu,omitzero"`
+}
+
+// GPUResource is a number of GPUs of one sku.
+type GPUResource struct {
+	Count int32  `json:"count,omitempty"`
+	SKU   string `json:"sku,omitempty"`
 }
 
 // Effective returns the limits, which default to the requests.
@@ -215,6 +233,34 @@ type DNSName struct {
 	FQDN     string `json:"fqdn"`
 	GroupKey string `json:"groupKey"`
 	GroupUID string `json:"groupUID"`
+}
+
+// Requests is what the group reserves on its node: the sum of its main
+// containers' requests (init containers run before them, within the same
+// reservation, as ACI counts them).
+func (s *GroupSpec) Requests() ResourceList {
+	var total ResourceList
+	for _, c := range s.Containers {
+		total.CPU += c.Resources.Requests.CPU
+		total.MemoryGB += c.Resources.Requests.MemoryGB
+		if g := c.Resources.Requests.GPU; g.Count > 0 {
+			total.GPU.Count += g.Count
+			total.GPU.SKU = g.SKU
+		}
+	}
+	return total
+}
+
+// Limits is the sum of the main containers' effective limits: what a
+// sandbox holding the whole group, or an init container, may use.
+func (s *GroupSpec) Limits() ResourceList {
+	var total ResourceList
+	for _, c := range s.Containers {
+		l := c.Resources.Effective()
+		total.CPU += l.CPU
+		total.MemoryGB += l.MemoryGB
+	}
+	return total
 }
 
 // Key returns the group's store key suffix: subscription/resourcegroup/name,

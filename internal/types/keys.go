@@ -13,6 +13,14 @@ const (
 	PrefixVirtualNetworks = "virtualnetworks/"
 	// PrefixDNSNames holds the DNS name claims, keyed by FQDN.
 	PrefixDNSNames = "dnsnames/"
+	// PrefixNodes holds types.Node by node name, PrefixLeases their
+	// types.Lease, PrefixJoinTokens the types.JoinToken by id.
+	PrefixNodes      = "nodes/"
+	PrefixLeases     = "leases/"
+	PrefixJoinTokens = "jointokens/"
+	// PrefixIPClaims holds the types.IPClaim of every allocated group
+	// address, by IPClaimKey.
+	PrefixIPClaims = "ipclaims/"
 	// KeyTenant holds the installation's tenant id (a Tenant), made on
 	// the first start.
 	KeyTenant = "config/tenant"

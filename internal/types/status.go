@@ -32,8 +32,15 @@ const (
 
 // GroupStatus is what the agent observed for one group incarnation.
 type GroupStatus struct {
-	UID                string `json:"uid"`
-	ObservedGeneration int64  `json:"observedGeneration"`
+	UID string `json:"uid"`
+	// NodeName is the node whose agent wrote the status; empty when a
+	// controller wrote it for a group without a node (waiting for a
+	// place, or moved off a lost node).
+	NodeName string `json:"nodeName,omitempty"`
+	// TornDown is the agent's report that nothing of a deleted group is
+	// left on its node: the lifecycle controller then removes the group.
+	TornDown           bool  `json:"tornDown,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration"`
 	// ObservedRestarts is the restart request last carried out.
 	ObservedRestarts int64 `json:"observedRestarts,omitempty"`
 	// InitRun names the run (generation.restarts) the init containers
