@@ -17,6 +17,8 @@ type Op struct {
 	del   bool
 	// rev is the mod revision the key must have; 0 for a create.
 	rev int64
+	// put writes whatever is there; check writes nothing.
+	put, check bool
 }
 
 // OpCreate stores v at key if key is absent.
@@ -27,6 +29,15 @@ func OpUpdate(key string, v any, rev int64) Op { return Op{key: key, value: v, r
 
 // OpDelete removes key if it is still at mod revision rev (> 0).
 func OpDelete(key string, rev int64) Op { return Op{key: key, del: true, rev: rev} }
+
+// OpPut stores v at key whatever is there: the write of a record with a
+// single writer, made together with conditional ones (a status written
+// only while its group is at a revision).
+func OpPut(key string, v any) Op { return Op{key: key, value: v, put: true} }
+
+// OpCheck writes nothing; the commit holds only if key is still at mod
+// revision rev (> 0). It fences a write on a record it depends on.
+func OpCheck(key string, rev int64) Op { return Op{key: key, rev: rev, check: true} }
 
 // Commit applies every op or none, in one etcd transaction. It is for
 // writes that must agree, such as a group and the claim on its DNS name.
@@ -45,6 +56,18 @@ func (s *Store) Commit(ctx context.Context, ops ...Op) (int64, error) {
 		k := s.prefix + op.key
 		names = append(names, op.key)
 		switch {
+		case op.put:
+			b, err := s.encode(op.key, op.value)
+			if err != nil {
+				return 0, err
+			}
+			puts = append(puts, clientv3.OpPut(k, string(b)))
+			continue
+		case op.check && op.rev <= 0:
+			return 0, fmt.Errorf("store: commit: check of %q without a revision: %w", op.key, errdefs.ErrInvalidArgument)
+		case op.check:
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", op.rev))
+			continue
 		case op.rev == 0 && op.del:
 			return 0, fmt.Errorf("store: commit: delete %q without a revision: %w", op.key, errdefs.ErrInvalidArgument)
 		case op.rev == 0:

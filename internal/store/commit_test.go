@@ -68,6 +68,42 @@ func TestStore_Commit(t *testing.T) {
 			want: errdefs.ErrConflict,
 		},
 		{
+			name: "a put and a check commit while the checked key is unchanged",
+			run: func(ctx context.Context, t *testing.T, s *store.Store) error {
+				rev := mustCreate(ctx, t, s, "group", record{N: 1})
+				mustCreate(ctx, t, s, "status", record{N: 1})
+				if _, err := s.Commit(ctx, store.OpCheck("group", rev), store.OpPut("status", record{N: 2})); err != nil {
+					return err
+				}
+				assertValue(ctx, t, s, "status", record{N: 2})
+				assertValue(ctx, t, s, "group", record{N: 1})
+				return nil
+			},
+		},
+		{
+			name: "a check of a changed key is a conflict and the put is not made",
+			run: func(ctx context.Context, t *testing.T, s *store.Store) error {
+				rev := mustCreate(ctx, t, s, "group", record{N: 1})
+				if _, err := s.Update(ctx, "group", record{N: 2}, rev); err != nil {
+					t.Fatal(err)
+				}
+				_, err := s.Commit(ctx, store.OpCheck("group", rev), store.OpPut("status", record{N: 2}))
+				if _, gerr := s.Get(ctx, "status", &record{}); !errdefs.IsNotFound(gerr) {
+					t.Errorf("status after failed commit: %v, want not found", gerr)
+				}
+				return err
+			},
+			want: errdefs.ErrConflict,
+		},
+		{
+			name: "a check needs a revision",
+			run: func(ctx context.Context, t *testing.T, s *store.Store) error {
+				_, err := s.Commit(ctx, store.OpCheck("group", 0))
+				return err
+			},
+			want: errdefs.ErrInvalidArgument,
+		},
+		{
 			name: "a delete of a key that is gone is a conflict",
 			run: func(ctx context.Context, t *testing.T, s *store.Store) error {
 				rev := mustCreate(ctx, t, s, "a", record{N: 1})
