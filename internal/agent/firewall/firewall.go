@@ -6,6 +6,12 @@
 // (add table, delete table, add everything): a restarted agent leaves
 // neither holes nor stale rules, and a reader never sees half a table.
 //
+// The State holds every group of the cluster, wherever it runs, so the
+// address sets and the per-group and per-network chains are the same on
+// every node; only which bridges are local differs. A group's packet is
+// filtered on the node it leaves (its own node's group bridge) and again on
+// the node of its destination (the node uplink).
+//
 // What the table does, on the forward hook (bridged traffic passes it too,
 // with br_netfilter and bridge-nf-call-iptables=1):
 //   - packets of established or related connections pass;
@@ -13,13 +19,19 @@
 //     a Public group accepts its own traffic and its declared (protocol,
 //     port) pairs, but nothing from a group of another subscription;
 //     a Private group (virtual network) accepts only what comes from its
-//     network's bridges and subnets; a group without an IP address accepts
-//     nothing but its own hairpin traffic;
+//     network's subnets, through one of the network's bridges on this
+//     node or from another node (an interface that is no group bridge of
+//     this node: the sending node checked the bridge there); a group
+//     without an IP address accepts nothing but its own hairpin traffic;
 //   - a packet to any other address of a managed prefix (a group not yet or
 //     no longer known) is dropped, so a new group is closed until its rules
 //     exist;
-//   - everything else (egress to the world) passes; the CNI bridge plugin
-//     masquerades it in its own iptables rules.
+//   - everything else (egress to the world) passes.
+//
+// On the postrouting hook, traffic from a group to an address outside every
+// managed prefix (the world, other nodes' host addresses) is masqueraded
+// behind the node's address; traffic between groups, on one node or two,
+// keeps its source address, which is what the destination's rules check.
 //
 // On the input hook, the node protects itself: a packet from a group
 // address to any address of the host (the bridge gateways included) is
@@ -29,6 +41,10 @@
 //
 // Traffic from the host itself takes the output hook, which is not
 // filtered: the node is trusted (probes and operators reach every port).
+//
+// The network between the nodes is trusted as the nodes are: a packet from
+// another node that claims a virtual network's source address is taken to
+// come from that network's group there.
 package firewall
 
 import (
@@ -63,7 +79,7 @@ type Port struct {
 	Port     uint16
 }
 
-// Group is one attached group as the firewall sees it.
+// Group is one group of the cluster as the firewall sees it.
 type Group struct {
 	// Name is the group's store key, used in comments.
 	Name         string
@@ -75,9 +91,11 @@ type Group struct {
 	Ports []Port
 	// VirtualNetwork is a Private group's network (store key).
 	VirtualNetwork string
-	// Bridge is the bridge the group is attached to.
+	// Bridge is the bridge the group is attached to when it runs on this
+	// node; empty for a group of another node.
 	Bridge string
-	// Subnet is the prefix of the group's bridge.
+	// Subnet is the prefix of the group's network: the public subnet, or
+	// its virtual network subnet.
 	Subnet netip.Prefix
 }
 
@@ -86,7 +104,12 @@ type State struct {
 	// Managed are the prefixes whose addresses belong to groups (the public
 	// subnet and every virtual network subnet in use).
 	Managed []netip.Prefix
-	Groups  []Group
+	// Bridges are this node's group bridges (the public one and the
+	// subnet bridges in use); the Bridge of every local group counts too.
+	// A packet that enters through none of them comes from another node.
+	Bridges []string
+	// Groups are the groups of the whole cluster.
+	Groups []Group
 }
 
 // TableName is the table of the node whose public bridge is bridge.
@@ -184,6 +207,10 @@ func build(tx *knftables.Transaction, table string, st State, hostPorts []Port) 
 	for _, p := range mergePrefixes(st.Managed) {
 		tx.Add(&knftables.Element{Set: "managed", Key: []string{p.String()}})
 	}
+	tx.Add(&knftables.Set{Name: "bridges", Type: "ifname", Comment: knftables.PtrTo("group bridges of this node")})
+	for _, b := range localBridges(st) {
+		tx.Add(&knftables.Element{Set: "bridges", Key: []string{`"` + b + `"`}})
+	}
 
 	// One set of addresses per subscription, for tenant isolation.
 	tenants := map[string]string{}
@@ -219,7 +246,7 @@ func build(tx *knftables.Transaction, table string, st State, hostPorts []Port) 
 			vnets[g.VirtualNetwork] = v
 			vnetKeys = append(vnetKeys, g.VirtualNetwork)
 		}
-		if !slices.Contains(v.bridges, g.Bridge) {
+		if g.Bridge != "" && !slices.Contains(v.bridges, g.Bridge) {
 			v.bridges = append(v.bridges, g.Bridge)
 		}
 		if !slices.Contains(v.prefixes, g.Subnet.Masked()) {
@@ -232,9 +259,15 @@ func build(tx *knftables.Transaction, table string, st State, hostPorts []Port) 
 		slices.Sort(v.bridges)
 		slices.SortFunc(v.prefixes, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 		chain := vnetChain(k)
+		prefixes := anonSet(prefixStrings(v.prefixes))
 		tx.Add(&knftables.Chain{Name: chain, Comment: knftables.PtrTo("virtual network " + k)})
+		if len(v.bridges) > 0 {
+			tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(
+				"iifname", anonSet(quoteAll(v.bridges)), "ip saddr", prefixes, "accept")})
+		}
+		// From another node: its own bridge check let the packet out.
 		tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(
-			"iifname", anonSet(quoteAll(v.bridges)), "ip saddr", anonSet(prefixStrings(v.prefixes)), "accept")})
+			"iifname != @bridges ip saddr", prefixes, "accept")})
 		tx.Add(&knftables.Rule{Chain: chain, Rule: "drop"})
 	}
 
@@ -288,6 +321,29 @@ func build(tx *knftables.Transaction, table string, st State, hostPorts []Port) 
 		tx.Add(&knftables.Rule{Chain: "input", Rule: knftables.Concat("ip saddr @managed meta l4proto . th dport", anonSet(ports), "accept")})
 	}
 	tx.Add(&knftables.Rule{Chain: "input", Rule: "ip saddr @managed drop"})
+
+	tx.Add(&knftables.Chain{
+		Name:     "postrouting",
+		Type:     knftables.PtrTo(knftables.NATType),
+		Hook:     knftables.PtrTo(knftables.PostroutingHook),
+		Priority: knftables.PtrTo(knftables.SNATPriority),
+		Comment:  knftables.PtrTo("groups reach the world behind the node's address, other groups with their own"),
+	})
+	tx.Add(&knftables.Rule{Chain: "postrouting", Rule: "ip saddr @managed ip daddr != @managed masquerade"})
+}
+
+// localBridges are the group bridges of this node: the State's and those
+// of its local groups, sorted and without duplicates.
+func localBridges(st State) []string {
+	out := slices.Clone(st.Bridges)
+	for _, g := range st.Groups {
+		if g.Bridge != "" {
+			out = append(out, g.Bridge)
+		}
+	}
+	out = slices.DeleteFunc(out, func(b string) bool { return b == "" })
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // groupChain names a group's chain after its UID.

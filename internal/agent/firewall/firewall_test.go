@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -45,6 +48,12 @@ func pubGroup(uid, sub, ip string, ports ...Port) Group {
 
 func vnetGroup(uid, vnet, bridge, ip string, subnet netip.Prefix) Group {
 	return Group{Name: "s1/rg/" + uid, UID: uid, Subscription: "s1", IP: netip.MustParseAddr(ip), Kind: KindPrivate, VirtualNetwork: vnet, Bridge: bridge, Subnet: subnet}
+}
+
+// remote is g as it runs on another node: without a bridge here.
+func remote(g Group) Group {
+	g.Bridge = ""
+	return g
 }
 
 func TestFirewall_Apply(t *testing.T) {
@@ -111,6 +120,53 @@ func TestFirewall_Apply(t *testing.T) {
 				"add rule ip berth-bt0 " + vnetChain("s1/rg/vnet2") + " drop",
 			},
 			notWant: []string{"group-b1", "group-c1"},
+		},
+		{
+			name: "a virtual network spread over nodes accepts its subnets from other nodes, and through its own bridges only here",
+			state: State{Managed: []netip.Prefix{public, subnet1, subnet2}, Bridges: []string{"bt0"}, Groups: []Group{
+				vnetGroup("b1", "s1/rg/vnet1", "bv1", "10.130.0.2", subnet1),
+				remote(vnetGroup("b2", "s1/rg/vnet1", "", "10.130.0.130", subnet2)),
+			}},
+			want: []string{
+				"add element ip berth-bt0 groups { 10.130.0.130 : goto " + vnetChain("s1/rg/vnet1") + " }",
+				"add rule ip berth-bt0 " + vnetChain("s1/rg/vnet1") + ` iifname { "bv1" } ip saddr { 10.130.0.0/25, 10.130.0.128/25 } accept`,
+				"add rule ip berth-bt0 " + vnetChain("s1/rg/vnet1") + " iifname != @bridges ip saddr { 10.130.0.0/25, 10.130.0.128/25 } accept",
+				`add element ip berth-bt0 bridges { "bt0" }`,
+				`add element ip berth-bt0 bridges { "bv1" }`,
+			},
+		},
+		{
+			name: "a virtual network with no group on this node accepts only from other nodes",
+			state: State{Managed: []netip.Prefix{public, subnet3}, Bridges: []string{"bt0"}, Groups: []Group{
+				remote(vnetGroup("c1", "s1/rg/vnet2", "", "10.140.0.2", subnet3)),
+			}},
+			want: []string{
+				"add rule ip berth-bt0 " + vnetChain("s1/rg/vnet2") + " iifname != @bridges ip saddr { 10.140.0.0/24 } accept",
+				"add rule ip berth-bt0 " + vnetChain("s1/rg/vnet2") + " drop",
+			},
+			notWant: []string{vnetChain("s1/rg/vnet2") + " iifname {"},
+		},
+		{
+			name: "groups of other nodes get the same chains and tenant sets as local ones",
+			state: State{Managed: []netip.Prefix{public}, Bridges: []string{"bt0"}, Groups: []Group{
+				pubGroup("aaaa", "s1", "10.88.0.2", Port{"tcp", 80}),
+				remote(pubGroup("bbbb", "s2", "10.88.0.3", Port{"tcp", 80})),
+			}},
+			want: []string{
+				"add element ip berth-bt0 groups { 10.88.0.3 : goto group-bbbb }",
+				"add rule ip berth-bt0 group-bbbb ip saddr @managed ip saddr != @" + tenantSet("s2") + " drop",
+				"add element ip berth-bt0 " + tenantSet("s2") + " { 10.88.0.3 }",
+			},
+		},
+		{
+			name: "traffic from groups to the world is masqueraded, to other groups not",
+			state: State{Managed: []netip.Prefix{public}, Groups: []Group{
+				pubGroup("aaaa", "s1", "10.88.0.2", Port{"tcp", 80}),
+			}},
+			want: []string{
+				`add chain ip berth-bt0 postrouting { type nat hook postrouting priority 100 ; comment "groups reach the world behind the node's address, other groups with their own" ; }`,
+				"add rule ip berth-bt0 postrouting ip saddr @managed ip daddr != @managed masquerade",
+			},
 		},
 		{
 			name: "a group without an IP address accepts only its own traffic",
@@ -267,9 +323,10 @@ func TestFirewall_RealNFT(t *testing.T) {
 	}
 	ctx := context.Background()
 	t.Cleanup(func() { _ = fw.Delete(ctx) })
-	st := State{Managed: []netip.Prefix{public, subnet1}, Groups: []Group{
+	st := State{Managed: []netip.Prefix{public, subnet1, subnet3}, Bridges: []string{"bt0"}, Groups: []Group{
 		pubGroup("aaaa", "s1", "10.88.0.2", Port{"tcp", 80}),
 		vnetGroup("b1", "s1/rg/vnet1", "bv1", "10.130.0.2", subnet1),
+		remote(vnetGroup("b2", "s1/rg/vnet1", "", "10.140.0.2", subnet3)),
 	}}
 	if err := fw.Apply(ctx, st); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -278,7 +335,8 @@ func TestFirewall_RealNFT(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nft list table: %v: %s", err, out)
 	}
-	for _, w := range []string{"hook forward", "hook input", "ip saddr @managed meta l4proto . th dport { tcp . 8443 } accept", "meta l4proto . th dport { tcp . 80 }", `iifname "bv1" ip saddr 10.130.0.0/25 accept`, "10.88.0.2 : goto group-aaaa"} {
+	for _, w := range []string{"hook forward", "hook input", "ip saddr @managed meta l4proto . th dport { tcp . 8443 } accept", "meta l4proto . th dport { tcp . 80 }", `iifname "bv1" ip saddr { 10.130.0.0/25, 10.140.0.0/24 } accept`, "iifname != @bridges ip saddr { 10.130.0.0/25, 10.140.0.0/24 } accept", `elements = { "bt0",`, "10.88.0.2 : goto group-aaaa",
+		"type nat hook postrouting priority srcnat", "ip saddr @managed ip daddr != @managed masquerade"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("table lacks %q:\n%s", w, out)
 		}
@@ -297,4 +355,46 @@ func randomSuffix(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// TestFirewall_Golden compares the whole nft script of a two-node cluster,
+// seen from one node, with testdata/cluster.nft (go test -update rewrites
+// it): a change of any rule shows up in review as a diff of that file.
+func TestFirewall_Golden(t *testing.T) {
+	st := State{
+		Managed: []netip.Prefix{public, subnet1, subnet2, subnet3},
+		Bridges: []string{"bt0"},
+		Groups: []Group{
+			pubGroup("aaaa", "s1", "10.88.0.2", Port{"tcp", 80}),
+			remote(pubGroup("bbbb", "s2", "10.88.0.3", Port{"udp", 53})),
+			{Name: "s2/rg/n", UID: "nnnn", Subscription: "s2", IP: netip.MustParseAddr("10.88.0.9"), Kind: KindNone, Bridge: "bt0", Subnet: public},
+			vnetGroup("b1", "s1/rg/vnet1", "bv1", "10.130.0.2", subnet1),
+			remote(vnetGroup("b2", "s1/rg/vnet1", "", "10.130.0.130", subnet2)),
+			remote(vnetGroup("c1", "s1/rg/vnet2", "", "10.140.0.2", subnet3)),
+		},
+	}
+	fw, fake := newFake()
+	fw.hostPorts = []Port{{"tcp", 8443}}
+	if err := fw.Apply(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	got := fw.last
+	path := filepath.Join("testdata", "cluster.nft")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("script differs from %s (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+	if fake.Table == nil {
+		t.Error("the fake nft did not take the script")
+	}
 }
