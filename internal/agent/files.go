@@ -7,11 +7,21 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/berth-dev/berth/internal/agent/network"
 	"github.com/berth-dev/berth/internal/types"
 )
+
+func (a *Agent) groupDir(uid string) string { return filepath.Join(a.opts.Dir, "groups", uid) }
+
+func (a *Agent) logDir(uid string) string { return filepath.Join(a.opts.Dir, "logs", uid) }
+
+// LogPath is where a container's output goes.
+func (a *Agent) LogPath(uid, container string) string {
+	return filepath.Join(a.logDir(uid), container+".log")
+}
 
 // writeGroupFiles writes the /etc/hosts and /etc/resolv.conf the group's
 // containers share; containerd outside CRI writes neither.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/berth-dev/berth/internal/agent/runtime"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -89,23 +87,6 @@ func (a *Agent) prepareVolumes(ctx context.Context, g *types.ContainerGroup) err
 		}
 	}
 	return nil
-}
-
-// containerMounts returns the bind mounts of c's volume mounts, parents
-// before children so that a mount at /a/b is not hidden by one at /a.
-func (a *Agent) containerMounts(g *types.ContainerGroup, c *types.Container) []runtime.Mount {
-	out := make([]runtime.Mount, 0, len(c.VolumeMounts))
-	for _, m := range c.VolumeMounts {
-		out = append(out, runtime.Mount{
-			Source:      a.volumeDir(g.UID, m.Name),
-			Destination: path.Clean(m.MountPath),
-			ReadOnly:    m.ReadOnly,
-		})
-	}
-	slices.SortStableFunc(out, func(x, y runtime.Mount) int {
-		return strings.Count(x.Destination, "/") - strings.Count(y.Destination, "/")
-	})
-	return out
 }
 
 // volumeStamp describes what a volume is made from, without secret

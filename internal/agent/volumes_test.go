@@ -290,7 +290,7 @@ func TestPrepareVolumes_GitRepo(t *testing.T) {
 	}
 }
 
-func TestContainerMounts(t *testing.T) {
+func TestVolumeMounts(t *testing.T) {
 	a := New(Options{Dir: "/data"})
 	g := volumeGroup()
 	c := &types.Container{VolumeMounts: []types.VolumeMount{
@@ -304,10 +304,10 @@ func TestContainerMounts(t *testing.T) {
 		{Source: vol + "outer", Destination: "/srv/www", ReadOnly: true},
 		{Source: vol + "inner", Destination: "/srv/www/static"},
 	}
-	if got := a.containerMounts(g, c); !reflect.DeepEqual(got, want) {
+	if got := volumeMounts(a.volumesDir(g.UID), c); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	if got := a.containerMounts(g, &types.Container{}); len(got) != 0 {
+	if got := volumeMounts(a.volumesDir(g.UID), &types.Container{}); len(got) != 0 {
 		t.Errorf("a container without volume mounts got %+v", got)
 	}
 }

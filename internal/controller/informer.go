@@ -208,6 +208,9 @@ func (i *Informer[T]) watch(ctx context.Context) {
 		ch := i.src.Watch(wctx, i.Revision())
 		got := false
 		for ev := range ch {
+			if ev.Type == EventBookmark {
+				continue
+			}
 			if ev.Type == EventReset {
 				cancel()
 				for range ch { // let the source's goroutine end
@@ -455,4 +458,26 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// Source is a Source served from the cache, for the items keep accepts
+// (all for nil): List is a Snapshot, Watch a Subscribe. Many consumers
+// share the informer's one stream of the store.
+func (i *Informer[T]) Source(keep func(*T) bool) Source[T] { return informerSource[T]{i, keep} }
+
+type informerSource[T any] struct {
+	i    *Informer[T]
+	keep func(*T) bool
+}
+
+func (s informerSource[T]) List(ctx context.Context) ([]Item[T], int64, error) {
+	if err := s.i.WaitSynced(ctx); err != nil {
+		return nil, 0, err
+	}
+	items, rev := s.i.Snapshot(s.keep)
+	return items, rev, nil
+}
+
+func (s informerSource[T]) Watch(ctx context.Context, afterRev int64) <-chan Event[T] {
+	return s.i.Subscribe(ctx, afterRev, s.keep)
 }

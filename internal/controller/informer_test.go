@@ -252,3 +252,36 @@ func TestInformerSubscribe(t *testing.T) {
 		}
 	})
 }
+
+func TestInformerSource(t *testing.T) {
+	src := newFakeSource(Item[string]{"k1", "apple", 3}, Item[string]{"k2", "bean", 4})
+	inf, _ := startInformer(t, src, InformerOptions{History: 10})
+	<-src.afters
+	w := <-src.watches
+	// A second informer fed from the first one's cache, through a filter.
+	view := NewInformer(inf.Source(func(v *string) bool { return (*v)[0] == 'a' }), InformerOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); view.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := view.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if view.Len() != 1 {
+		t.Fatalf("view = %v, want k1 only", view.List())
+	}
+	w <- Event[string]{Type: EventPut, Key: "k2", Value: "almond", Revision: 5}
+	w <- Event[string]{Type: EventPut, Key: "k1", Value: "banana", Revision: 6}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, has1 := view.Get("k1")
+		v2, _ := view.Get("k2")
+		if !has1 && v2 == "almond" && view.Revision() == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("view = %v at %d, want only k2=almond at 6", view.List(), view.Revision())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

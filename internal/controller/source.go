@@ -17,6 +17,9 @@ const (
 	EventDelete
 	// EventReset: events were lost; the consumer must list again.
 	EventReset
+	// EventBookmark: nothing changed; a remote stream is alive. Sources
+	// over a network send it now and then; informers ignore it.
+	EventBookmark
 )
 
 func (t EventType) String() string {
@@ -27,6 +30,8 @@ func (t EventType) String() string {
 		return "delete"
 	case EventReset:
 		return "reset"
+	case EventBookmark:
+		return "bookmark"
 	}
 	return "unknown"
 }

@@ -563,25 +563,3 @@ func alive(pid uint32) bool {
 	state := b[i+2]
 	return state != 'Z' && state != 'X'
 }
-
-// oomKills reads the OOM kill count of a sandbox's memory cgroup (v1, or
-// v2 on a unified host); 0 when there is none.
-func (r *Runtime) oomKills(sb string) int64 {
-	cg := filepath.Join(r.opts.CgroupParent, sb)
-	for _, f := range []struct{ path, key string }{
-		{filepath.Join("/sys/fs/cgroup/memory", cg, "memory.oom_control"), "oom_kill"},
-		{filepath.Join("/sys/fs/cgroup", cg, "memory.events"), "oom_kill"},
-	} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, " "); ok && k == f.key {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
-}

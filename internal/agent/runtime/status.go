@@ -36,9 +36,9 @@ type Info struct {
 	// HasTask tells a container without a task from one whose task is in an
 	// unknown state.
 	HasTask bool
-	// OOMKilled tells, for a stopped container in a sandbox, that the
-	// kernel's OOM killer killed one of its processes (see sandboxOOM);
-	// under runc the agent reads the container's own cgroup instead.
+	// OOMKilled tells, for a stopped container, that the kernel's OOM
+	// killer killed one of its processes, in the container's own memory
+	// cgroup or in its sandbox's (see oomVerdict); ExitCode is then 137.
 	OOMKilled bool
 	// Pid is the task's init process; 0 without a task.
 	Pid uint32
@@ -80,7 +80,7 @@ func (r *Runtime) List(ctx context.Context) ([]Info, error) {
 		if _, ok := c.Labels[LabelSandbox]; ok {
 			continue
 		}
-		infos = append(infos, r.sandboxOOM(info(c, tasks[c.ID])))
+		infos = append(infos, r.oomVerdict(info(c, tasks[c.ID])))
 	}
 	return infos, nil
 }
@@ -102,7 +102,7 @@ func (r *Runtime) Get(ctx context.Context, id string) (Info, error) {
 		}
 		return Info{}, fmt.Errorf("task of %s: %w", id, err)
 	}
-	return r.sandboxOOM(info(c, resp.Process)), nil
+	return r.oomVerdict(info(c, resp.Process)), nil
 }
 
 func info(c containers.Container, p *tasktypes.Process) Info {
