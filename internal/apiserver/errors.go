@@ -48,6 +48,10 @@ func toARM(err error) *Error {
 		return armError(http.StatusInternalServerError, "EncryptionKeyUnavailable", err.Error())
 	case errdefs.IsFailedPrecondition(err):
 		return armError(http.StatusPreconditionFailed, "PreconditionFailed", err.Error())
+	case errdefs.IsPermissionDenied(err):
+		return armError(http.StatusForbidden, "AuthorizationFailed", err.Error())
+	case errdefs.IsUnauthorized(err):
+		return armError(http.StatusUnauthorized, "AuthenticationFailed", err.Error())
 	case errdefs.IsUnavailable(err):
 		return armError(http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
 	default:

@@ -7,6 +7,7 @@ package apiserver
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	armv1 "github.com/berth-dev/berth/api/v20230501"
 	"github.com/berth-dev/berth/internal/auth"
+	"github.com/berth-dev/berth/internal/nodeplane"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -62,6 +64,12 @@ type Options struct {
 	// ListPageSize is how many groups one page of a list holds before a
 	// nextLink; default DefaultListPageSize.
 	ListPageSize int
+	// Nodes serves the node protocol under /berth/v1/ (nodes.go); nil
+	// leaves it out.
+	Nodes *nodeplane.Server
+	// NodeIdentity names the node a verified client certificate belongs
+	// to; ok is false for any other certificate.
+	NodeIdentity func(*x509.Certificate) (node string, ok bool)
 }
 
 // DefaultListPageSize is ListPageSize's default: a list's cost per
@@ -82,6 +90,10 @@ type Server struct {
 	status   store.Typed[types.GroupStatus]
 	rgs      store.Typed[types.ResourceGroup]
 	ops      store.Typed[types.Operation]
+
+	// The node protocol (nodes.go).
+	nodes        *nodeplane.Server
+	nodeIdentity func(*x509.Certificate) (string, bool)
 
 	// publicSubnet is Options.PublicSubnet; invalid when unset (issue 5,
 	// virtualnetworks.go).
@@ -132,6 +144,7 @@ func New(opts Options) *Server {
 		s.now = time.Now
 	}
 	s.execer = opts.Execer
+	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)
 	s.tenantID, s.dnsZone = opts.TenantID, strings.ToLower(strings.Trim(opts.DNSZone, "."))
 	if s.dnsZone == "" {
@@ -175,6 +188,7 @@ func (s *Server) routes() {
 	// The operation-status URL is handed out by Berth itself with its own
 	// api-version (2018-06-01, as the real service does), so any is fine.
 	s.mux.Handle("GET /subscriptions/{sub}/providers/microsoft.containerinstance/locations/{location}/operations/{id}", s.wrap(s.getOperation))
+	s.nodeRoutes() // the node protocol, for agents (nodes.go)
 
 	s.mux.Handle("/", s.wrap(func(r *http.Request) (*response, error) {
 		return nil, armError(http.StatusNotFound, "NotFound", "No route matches "+r.Method+" "+r.URL.Path+".")
@@ -187,6 +201,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("x-ms-request-id", reqID)
 	if cid := r.Header.Get("x-ms-correlation-request-id"); cid != "" {
 		w.Header().Set("x-ms-correlation-request-id", cid)
+	}
+	// The node protocol has callers of its own (nodes and the admin) and
+	// paths that are not ARM's: it is neither normalised nor authorised
+	// by subscription.
+	if isNodeAPIPath(r.URL.Path) {
+		s.serveNodeAPI(w, r)
+		return
 	}
 	// The exec/attach websockets authenticate by session password
 	// (issue 4, stream.go).

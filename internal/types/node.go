@@ -201,3 +201,15 @@ func EndpointOf(g *ContainerGroup) (Endpoint, bool) {
 	}
 	return e, true
 }
+
+// ClusterInfo is what an agent learns from the control plane when it
+// registers: the settings every node must share.
+type ClusterInfo struct {
+	// PublicSubnet is the subnet of public groups' addresses, the same
+	// on every node's public bridge.
+	PublicSubnet string `json:"publicSubnet"`
+	// LeaseTTLSeconds is how long the node's lease holds;
+	// LeaseRenewSeconds how often the agent renews it.
+	LeaseTTLSeconds   int `json:"leaseTTLSeconds"`
+	LeaseRenewSeconds int `json:"leaseRenewSeconds"`
+}
