@@ -30,6 +30,10 @@ type Containerd struct {
 	// Root and State are the daemon's root and state directories.
 	Root  string
 	State string
+	// NetNSPath is the network namespace the daemon, and so its shims
+	// and every container without a namespace of its own, runs in;
+	// empty for the host's.
+	NetNSPath string
 
 	dir string // holds root, state, opt and the sockets
 }
@@ -61,6 +65,25 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 // removes its directories and mounts.
 func StartContainerd(t testing.TB) *Containerd {
 	t.Helper()
+	return startContainerd(t, "")
+}
+
+// StartContainerdIn is StartContainerd with the daemon in the network
+// namespace at netnsPath (a Node's NetNSPath), entered with nsenter --net
+// only: the daemon keeps the host's mount namespace, which its shims and
+// the agent share with it. Start it after the namespace, so that it is
+// stopped before the namespace goes.
+func StartContainerdIn(t testing.TB, netnsPath string) *Containerd {
+	t.Helper()
+	if netnsPath == "" {
+		t.Fatal("StartContainerdIn: no network namespace")
+	}
+	RequireBinary(t, "nsenter")
+	return startContainerd(t, netnsPath)
+}
+
+func startContainerd(t testing.TB, netnsPath string) *Containerd {
+	t.Helper()
 	RequireRoot(t)
 	RequireBinary(t, "containerd")
 
@@ -74,10 +97,11 @@ func StartContainerd(t testing.TB) *Containerd {
 		t.Fatalf("chmod containerd dir: %v", err)
 	}
 	c := &Containerd{
-		Address: filepath.Join(dir, "containerd.sock"),
-		Root:    filepath.Join(dir, "root"),
-		State:   filepath.Join(dir, "state"),
-		dir:     dir,
+		Address:   filepath.Join(dir, "containerd.sock"),
+		Root:      filepath.Join(dir, "root"),
+		State:     filepath.Join(dir, "state"),
+		NetNSPath: netnsPath,
+		dir:       dir,
 	}
 	config := filepath.Join(dir, "config.toml")
 	body := fmt.Sprintf(containerdConfig, c.Root, c.State, c.Address, c.Address+".ttrpc", filepath.Join(dir, "opt"))
@@ -94,7 +118,11 @@ func StartContainerd(t testing.TB) *Containerd {
 	}
 	defer logFile.Close()
 
-	cmd := exec.Command("containerd", "--config", config)
+	argv := []string{"containerd", "--config", config}
+	if netnsPath != "" {
+		argv = nsenterArgs(netnsPath, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = daemonAttrs()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,10 +18,13 @@ import (
 // RegistryBinary is Debian's docker-registry (distribution 2.8).
 const RegistryBinary = "/usr/bin/docker-registry"
 
-// Registry is a private OCI registry serving plain HTTP on loopback.
+// Registry is a private OCI registry serving plain HTTP, on loopback
+// unless it was started with StartRegistryOn.
 type Registry struct {
 	// Addr is host:port, e.g. "127.0.0.1:40123"; image references are
-	// Addr + "/repo:tag".
+	// Addr + "/repo:tag". A registry on another address than loopback is
+	// reached over plain HTTP only by clients told that it is insecure
+	// (berth's --insecure-registry Addr).
 	Addr string
 }
 
@@ -44,7 +48,18 @@ http:
 // storage in a temporary directory, and stops it when t ends.
 func StartRegistry(t testing.TB) *Registry {
 	t.Helper()
-	return startRegistry(t, "")
+	return startRegistry(t, "127.0.0.1", "")
+}
+
+// StartRegistryOn is StartRegistry on a free port of host, an address of
+// the root namespace such as a NodeNetwork's BridgeAddr, so that daemons
+// in the node namespaces can pull from it.
+func StartRegistryOn(t testing.TB, host string) *Registry {
+	t.Helper()
+	if _, err := netip.ParseAddr(host); err != nil {
+		t.Fatalf("StartRegistryOn: host %q is not an IP address", host)
+	}
+	return startRegistry(t, host, "")
 }
 
 // StartRegistryWithAuth is StartRegistry with HTTP basic auth: every request
@@ -60,10 +75,10 @@ func StartRegistryWithAuth(t testing.TB, user, pass string) *Registry {
 		t.Fatalf("write htpasswd: %v", err)
 	}
 	auth := fmt.Sprintf("auth:\n  htpasswd:\n    realm: berth-test\n    path: %q\n", htpasswd)
-	return startRegistry(t, auth)
+	return startRegistry(t, "127.0.0.1", auth)
 }
 
-func startRegistry(t testing.TB, authConfig string) *Registry {
+func startRegistry(t testing.TB, host, authConfig string) *Registry {
 	t.Helper()
 	RequireBinary(t, RegistryBinary)
 	dir := t.TempDir()
@@ -74,7 +89,7 @@ func startRegistry(t testing.TB, authConfig string) *Registry {
 	// can take it before the registry binds; retry on that rare race.
 	var last error
 	for attempt := 0; attempt < 5; attempt++ {
-		addr, err := freeLoopbackAddr()
+		addr, err := freeAddr(host)
 		if err != nil {
 			t.Fatalf("find free port: %v", err)
 		}
@@ -162,10 +177,10 @@ func (r *Registry) Ref(repoTag string) string {
 	return r.Addr + "/" + strings.TrimPrefix(repoTag, "/")
 }
 
-// freeLoopbackAddr returns a 127.0.0.1 address whose port was free a moment
-// ago.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddr returns host:port with a TCP port of host that was free a
+// moment ago.
+func freeAddr(host string) (string, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", err
 	}

@@ -38,8 +38,16 @@ type ClientConfig struct {
 
 // ServerOptions configures StartServer.
 type ServerOptions struct {
-	// Containerd is the daemon the server's agent uses (required).
+	// Containerd is the daemon the server's agent uses (required, unless
+	// NoLocalAgent).
 	Containerd *Containerd
+	// NoLocalAgent runs the server without its in-process agent
+	// (--local-agent=false), for a cluster of StartAgent nodes.
+	NoLocalAgent bool
+	// ListenHost is the address the API and the DNS server listen on,
+	// default 127.0.0.1; a NodeNetwork's BridgeAddr lets its nodes reach
+	// them.
+	ListenHost string
 	// InsecureRegistries are passed as --insecure-registry.
 	InsecureRegistries []string
 	// DataDir, when set, is used instead of a fresh directory (and not
@@ -82,10 +90,9 @@ type Server struct {
 	// collide.
 	Bridge string
 	Subnet string
-	// Listen is the API's 127.0.0.1:PORT.
+	// Listen is the API's HOST:PORT, HOST being ServerOptions.ListenHost.
 	Listen string
-	// DNS is the built-in DNS server's 127.0.0.1:PORT, UDP and TCP.
-	// (issue 5)
+	// DNS is the built-in DNS server's HOST:PORT, UDP and TCP.
 	DNS string
 	// Client is the parsed client.json of the running server.
 	Client ClientConfig
@@ -126,8 +133,13 @@ func BuildBerth(t testing.TB) string {
 func StartServer(t testing.TB, opts ServerOptions) *Server {
 	t.Helper()
 	RequireRoot(t)
-	if opts.Containerd == nil {
+	if opts.Containerd == nil && !opts.NoLocalAgent {
 		t.Fatal("StartServer: ServerOptions.Containerd is required")
+	}
+	if opts.ListenHost == "" {
+		opts.ListenHost = "127.0.0.1"
+	} else if _, err := netip.ParseAddr(opts.ListenHost); err != nil {
+		t.Fatalf("StartServer: ListenHost %q is not an IP address", opts.ListenHost)
 	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "debug"
@@ -148,10 +160,10 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 	if s.Bridge, s.Subnet, err = uniqueNetwork(); err != nil {
 		t.Fatalf("pick bridge and subnet: %v", err)
 	}
-	if s.Listen, err = freeLoopbackAddr(); err != nil {
+	if s.Listen, err = freeAddr(opts.ListenHost); err != nil {
 		t.Fatalf("pick API port: %v", err)
 	}
-	if s.DNS, err = freeDNSAddr(); err != nil {
+	if s.DNS, err = freeDNSAddr(opts.ListenHost); err != nil {
 		t.Fatalf("pick DNS port: %v", err)
 	}
 	s.logPath = filepath.Join(t.TempDir(), "berth-server.log")
@@ -164,10 +176,10 @@ func StartServer(t testing.TB, opts ServerOptions) *Server {
 		if attempt == 3 {
 			t.Fatalf("berth server found its ports taken %d times (its log follows at the end)", attempt)
 		}
-		if s.Listen, err = freeLoopbackAddr(); err != nil {
+		if s.Listen, err = freeAddr(opts.ListenHost); err != nil {
 			t.Fatalf("pick API port: %v", err)
 		}
-		if s.DNS, err = freeDNSAddr(); err != nil {
+		if s.DNS, err = freeDNSAddr(opts.ListenHost); err != nil {
 			t.Fatalf("pick DNS port: %v", err)
 		}
 	}
@@ -289,12 +301,19 @@ func (s *Server) start(t testing.TB) error {
 	args := []string{"server",
 		"--data-dir", s.DataDir,
 		"--listen", s.Listen,
-		"--containerd-address", s.opts.Containerd.Address,
+	}
+	if s.opts.Containerd != nil {
+		args = append(args, "--containerd-address", s.opts.Containerd.Address)
+	}
+	if s.opts.NoLocalAgent {
+		args = append(args, "--local-agent=false")
+	}
+	args = append(args,
 		"--bridge-name", s.Bridge,
 		"--subnet", s.Subnet,
 		"--log-level", s.opts.LogLevel,
 		"--dns-listen", s.DNS,
-	}
+	)
 	if !slices.Contains(s.opts.ExtraArgs, "--dns-forward") {
 		args = append(args, "--dns-forward", "none")
 	}
@@ -302,7 +321,8 @@ func (s *Server) start(t testing.TB) error {
 		args = append(args, "--insecure-registry", r)
 	}
 	args = append(args, "--isolation", s.opts.Isolation)
-	if s.opts.Isolation == "sandboxed" {
+	// Without a local agent nothing of the server runs runsc.
+	if s.opts.Isolation == "sandboxed" && !s.opts.NoLocalAgent {
 		args = append(args, "--runsc-path", RequireRunsc(t), "--runsc-shim", BuildRunscShim(t))
 	}
 	args = append(args, s.opts.ExtraArgs...)
@@ -497,10 +517,10 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// freeDNSAddr picks a loopback port free for both UDP and TCP.
-func freeDNSAddr() (string, error) {
+// freeDNSAddr picks a port of host free for both UDP and TCP.
+func freeDNSAddr(host string) (string, error) {
 	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return "", err
 		}
@@ -513,7 +533,7 @@ func freeDNSAddr() (string, error) {
 		ln.Close()
 		return addr, nil
 	}
-	return "", errors.New("no loopback port free for both UDP and TCP after 20 attempts")
+	return "", fmt.Errorf("no port of %s free for both UDP and TCP after 20 attempts", host)
 }
 
 // RuntimeStateDir is where `berth server --data-dir dataDir` keeps its
