@@ -25,6 +25,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent/network"
 	"github.com/berth-dev/berth/internal/agent/runtime"
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -99,6 +100,14 @@ type Options struct {
 	// UserNS is the node's user namespace range (userns.go): group
 	// volumes belong to its root. Nil when containers run without.
 	UserNS *runtime.IDRange
+
+	// The cluster around the node: its name, every group's endpoint and
+	// every node. They feed the routes to groups on other nodes and the
+	// firewall's view of the whole cluster; nil sources leave the agent
+	// a single node's view (its own groups only).
+	NodeName  string
+	Endpoints controller.Source[types.Endpoint]
+	Nodes     controller.Source[types.Node]
 }
 
 // retryDelay is how soon a group whose pass failed is tried again.
