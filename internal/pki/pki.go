@@ -1,6 +1,8 @@
 // Package pki creates and reloads what Berth's listeners and clients trust:
-// a CA, a server certificate signed by it, and the admin bearer token. All
-// of it lives in the data dir and is reused across restarts.
+// a CA, a server certificate signed by it, the API server's client
+// certificate for calling nodes, and the admin bearer token. All of it
+// lives in the data dir and is reused across restarts. The CA also signs
+// the certificates of joining nodes (node.go).
 package pki
 
 import (
@@ -29,6 +31,8 @@ const (
 	caKeyFile     = "ca-key.pem"
 	serverFile    = "server.pem"
 	serverKeyFile = "server-key.pem"
+	apiClientFile = "apiserver-client.pem"
+	apiClientKey  = "apiserver-client-key.pem"
 	tokenFile     = "admin.token"
 )
 
@@ -40,7 +44,27 @@ type Bundle struct {
 	ServerCert tls.Certificate
 	// Token is the admin bearer token.
 	Token string
+
+	caCert    *x509.Certificate
+	caKey     *ecdsa.PrivateKey
+	caPEM     []byte
+	apiClient tls.Certificate
 }
+
+// CAPEM is the CA certificate in PEM, as nodes get it when they join.
+func (b *Bundle) CAPEM() []byte { return slices.Clone(b.caPEM) }
+
+// CAPool is a pool holding only the CA: what verifies the server, the
+// nodes and the API server's client certificate.
+func (b *Bundle) CAPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(b.caCert)
+	return p
+}
+
+// APIClientCert is the API server's identity when it calls a node's
+// server (logs, exec, attach); IsAPIServer recognises it there.
+func (b *Bundle) APIClientCert() tls.Certificate { return b.apiClient }
 
 // Ensure loads the PKI under dir, creating what is missing. The server
 // certificate is renewed when it does not cover hosts or is about to expire.
@@ -60,11 +84,19 @@ func Ensure(dir string, hosts []string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	apiClient, err := loadOrCreateAPIClient(abs, caCert, caKey)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := loadOrCreateToken(filepath.Join(abs, tokenFile))
 	if err != nil {
 		return nil, err
 	}
-	return &Bundle{CAPath: filepath.Join(abs, CAFile), ServerCert: cert, Token: tok}, nil
+	return &Bundle{
+		CAPath: filepath.Join(abs, CAFile), ServerCert: cert, Token: tok,
+		caCert: caCert, caKey: caKey, apiClient: apiClient,
+		caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}),
+	}, nil
 }
 
 func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
@@ -136,6 +168,37 @@ func loadOrCreateServer(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKe
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("pki: create server certificate: %w", err)
+	}
+	if err := writePair(certPath, keyPath, der, key); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(certPath, keyPath)
+}
+
+// loadOrCreateAPIClient returns the API server's client certificate,
+// issuing a new one when it is missing, about to expire or not the CA's.
+func loadOrCreateAPIClient(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, apiClientFile), filepath.Join(dir, apiClientKey)
+	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && IsAPIServer(pair.Leaf) &&
+		time.Until(pair.Leaf.NotAfter) > 30*24*time.Hour && pair.Leaf.CheckSignatureFrom(ca) == nil {
+		return pair, nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: apiServerName, Organization: []string{APIServersOrg}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(2, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: create API server client certificate: %w", err)
 	}
 	if err := writePair(certPath, keyPath, der, key); err != nil {
 		return tls.Certificate{}, err
