@@ -29,20 +29,33 @@ import (
 	"github.com/berth-dev/berth/internal/types"
 )
 
-// ControlPlane is how the agent reads desired state and reports status.
-// The in-process agent gets a store-backed one; a remote agent will get one
-// that speaks to the API.
+// ControlPlane is the agent's view of the control plane, shaped like a
+// node's: it registers the node and keeps its lease, watches the groups
+// bound to the node, and reports what it sees of them. The in-process
+// agent gets one over the store (nodeplane.Local), a remote agent one
+// over the API (nodeplane.Remote); both pass one conformance test.
 type ControlPlane interface {
-	ListGroups(ctx context.Context) ([]types.ContainerGroup, error)
-	// GetGroup returns nil when the group does not exist.
-	GetGroup(ctx context.Context, key string) (*types.ContainerGroup, error)
-	// Changes yields the keys of groups that changed; "" asks for a full resync.
-	Changes(ctx context.Context) <-chan string
-	// GetStatus returns nil when no status was reported.
-	GetStatus(ctx context.Context, key string) (*types.GroupStatus, error)
-	PutStatus(ctx context.Context, key string, st *types.GroupStatus) error
-	// RemoveGroup deletes this incarnation of the group and its status.
-	RemoveGroup(ctx context.Context, g *types.ContainerGroup) error
+	// Register records the node (capacity, addresses, ...) and renews its
+	// lease; the answer tells how often to renew.
+	Register(ctx context.Context, n types.Node) (types.ClusterInfo, error)
+	RenewLease(ctx context.Context) error
+	// Assigned is the source of the groups bound to this node.
+	Assigned() controller.Source[types.ContainerGroup]
+	// LastStatus returns nil when no status was reported.
+	LastStatus(ctx context.Context, key string) (*types.GroupStatus, error)
+	// ReportStatus fails with errdefs.ErrFailedPrecondition once the
+	// group is no longer this incarnation bound to this node.
+	ReportStatus(ctx context.Context, key string, st *types.GroupStatus) error
+	// ReportTornDown says nothing is left of a deleted group here; the
+	// control plane then finalises the delete.
+	ReportTornDown(ctx context.Context, key, uid string) error
+}
+
+// desiredGroups is what the agent knows of the groups bound to it: the
+// informer over ControlPlane.Assigned, or a fixed set in tests.
+type desiredGroups interface {
+	Get(key string) (types.ContainerGroup, bool)
+	List() []controller.Item[types.ContainerGroup]
 }
 
 // containerRuntime runs containers; runtime.Runtime, or fake.Runtime in
@@ -83,7 +96,10 @@ var (
 
 // Options configure an Agent.
 type Options struct {
-	Plane   ControlPlane
+	Plane ControlPlane
+	// Node is what the agent registers of its node; its Name is required
+	// when Plane is set.
+	Node    types.Node
 	Runtime containerRuntime
 	Network groupNetwork
 	// Firewall filters traffic to the groups; nil leaves it unfiltered
@@ -119,6 +135,9 @@ type Agent struct {
 	log   *slog.Logger
 	queue *queue
 	now   func() time.Time
+	// groups are the groups bound to the node, fed by Plane.Assigned.
+	groups   desiredGroups
+	informer *controller.Informer[types.ContainerGroup]
 	// statuses is what the agent last reported of each group.
 	statuses statuses
 
@@ -147,7 +166,7 @@ func New(opts Options) *Agent {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Agent{
+	a := &Agent{
 		opts:          opts,
 		log:           opts.Logger,
 		queue:         newQueue(),
@@ -156,13 +175,57 @@ func New(opts Options) *Agent {
 		pendingEvents: map[string][]pendingEvent{},
 		fwKick:        make(chan struct{}, 1),
 	}
+	if opts.Plane != nil {
+		a.informer = controller.NewInformer(opts.Plane.Assigned(), controller.InformerOptions{Name: "assigned-groups", Logger: opts.Logger})
+		a.informer.OnChange(func(ch controller.Change[types.ContainerGroup]) { a.queue.add(ch.Key) })
+		a.groups = a.informer
+	}
+	return a
 }
 
-// Run reconciles until ctx ends. Containers keep running when it returns:
-// the next agent adopts them.
+// desired lists the groups bound to the node.
+func (a *Agent) desired() []types.ContainerGroup {
+	items := a.groups.List()
+	out := make([]types.ContainerGroup, len(items))
+	for i, it := range items {
+		out[i] = it.Value
+	}
+	return out
+}
+
+// group returns the group at key if it is bound to the node, else nil.
+func (a *Agent) group(key string) *types.ContainerGroup {
+	g, ok := a.groups.Get(key)
+	if !ok {
+		return nil
+	}
+	return &g
+}
+
+// Run registers the node, keeps its lease and reconciles until ctx
+// ends. Containers keep running when it returns: the next agent adopts
+// them.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.close()
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.informer.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		a.holdLease(ctx)
+	}()
+	// Nothing is torn down before the first full listing of the groups
+	// bound to the node: an agent that cannot reach the control plane
+	// leaves its containers running.
+	if err := a.informer.WaitSynced(ctx); err != nil {
+		return nil
+	}
 	for range a.opts.Workers {
 		wg.Add(1)
 		go func() {
@@ -170,7 +233,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.work(ctx)
 		}()
 	}
-	changes := a.opts.Plane.Changes(ctx)
 	// Rebuild the firewall before anything else, from what is on disk:
 	// a restarted agent has its rules back before the first pass.
 	if err := a.syncFirewall(ctx); err != nil {
@@ -188,24 +250,48 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			a.queue.close()
-			wg.Wait()
 			return nil
-		case key, ok := <-changes:
-			if !ok {
-				changes = a.opts.Plane.Changes(ctx)
-				continue
-			}
-			if key == "" {
-				a.resync(ctx)
-			} else {
-				a.queue.add(key)
-			}
 		case <-tick.C:
 			a.resync(ctx)
 			if a.opts.Firewall != nil {
 				a.opts.Firewall.Invalidate() // repair drift, e.g. a table deleted by hand
 			}
 			a.kickFirewall()
+		}
+	}
+}
+
+// holdLease registers the node, retrying until the control plane
+// answers, then renews its lease as often as the control plane asks. A
+// failed renewal is retried at the next tick: the lease's TTL is a few
+// renewals long, so one lost request does not make the node NotReady.
+func (a *Agent) holdLease(ctx context.Context) {
+	n := a.opts.Node
+	var info types.ClusterInfo
+	for {
+		var err error
+		if info, err = a.opts.Plane.Register(ctx, n); err == nil {
+			break
+		}
+		a.log.Warn("register node; retrying", "node", n.Name, "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retryDelay):
+		}
+	}
+	a.log.Info("node registered", "node", n.Name, "lease_renew_s", info.LeaseRenewSeconds)
+	every := time.Duration(max(1, info.LeaseRenewSeconds)) * time.Second
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := a.opts.Plane.RenewLease(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("renew lease", "node", n.Name, "error", err)
+			}
 		}
 	}
 }

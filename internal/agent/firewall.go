@@ -40,10 +40,7 @@ func (a *Agent) syncFirewall(ctx context.Context) error {
 	}
 	a.fwMu.Lock()
 	defer a.fwMu.Unlock()
-	groups, err := a.opts.Plane.ListGroups(ctx)
-	if err != nil {
-		return fmt.Errorf("firewall: list groups: %w", err)
-	}
+	groups := a.desired()
 	public := a.opts.Network.Subnet()
 	st := firewall.State{Managed: []netip.Prefix{public}}
 	known := map[string]string{}

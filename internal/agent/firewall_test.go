@@ -8,16 +8,29 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent/firewall"
 	"github.com/berth-dev/berth/internal/agent/network"
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/types"
 )
 
-// listPlane is a ControlPlane that only lists groups.
-type listPlane struct {
-	ControlPlane
-	groups []types.ContainerGroup
+// fixedGroups is a desiredGroups of a fixed set.
+type fixedGroups []types.ContainerGroup
+
+func (f fixedGroups) Get(key string) (types.ContainerGroup, bool) {
+	for _, g := range f {
+		if g.Key() == key {
+			return g, true
+		}
+	}
+	return types.ContainerGroup{}, false
 }
 
-func (p listPlane) ListGroups(context.Context) ([]types.ContainerGroup, error) { return p.groups, nil }
+func (f fixedGroups) List() []controller.Item[types.ContainerGroup] {
+	out := make([]controller.Item[types.ContainerGroup], len(f))
+	for i, g := range f {
+		out[i] = controller.Item[types.ContainerGroup]{Key: g.Key(), Value: g}
+	}
+	return out
+}
 
 // attachedNet is a groupNetwork that only knows attachments.
 type attachedNet struct {
@@ -59,7 +72,8 @@ func TestSyncFirewall(t *testing.T) {
 		"none": {IP: "10.88.0.3", Bridge: "bt0"},
 	}
 	fw := &recordingFirewall{}
-	a := New(Options{Plane: listPlane{groups: groups}, Network: attachedNet{atts: atts}, Firewall: fw})
+	a := New(Options{Network: attachedNet{atts: atts}, Firewall: fw})
+	a.groups = fixedGroups(groups)
 	if err := a.syncFirewall(context.Background()); err != nil {
 		t.Fatal(err)
 	}

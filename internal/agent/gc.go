@@ -29,11 +29,7 @@ func (a *Agent) resync(ctx context.Context) {
 		return
 	}
 	left := a.leftovers(ctx)
-	groups, err := a.opts.Plane.ListGroups(ctx)
-	if err != nil {
-		a.log.Warn("list groups", "error", err)
-		return
-	}
+	groups := a.desired()
 
 	live := map[string]bool{}
 	for _, g := range groups {

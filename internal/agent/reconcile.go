@@ -15,10 +15,10 @@ import (
 // group needs another pass without any event (a back-off running out); 0
 // when only an event (a change, an exit, a probe verdict) needs one.
 func (a *Agent) reconcile(ctx context.Context, key string) (requeue time.Duration, err error) {
-	g, err := a.opts.Plane.GetGroup(ctx, key)
-	if err != nil {
-		return 0, err
-	}
+	// A group that is not bound to the node (any more) has nothing here:
+	// it was deleted, or moved to another node while this one was cut
+	// off, and runs there now.
+	g := a.group(key)
 	mine, err := a.containersOf(ctx, key)
 	if err != nil {
 		return 0, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/internal/agent/runtime"
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -23,20 +24,25 @@ type race struct {
 
 func (r *race) tick() { r.once.Do(r.create) }
 
-// racingPlane lists the desired groups.
+// racingPlane is the desired groups, which a listing may race with.
 type racingPlane struct {
-	ControlPlane
 	mu     sync.Mutex
 	groups []types.ContainerGroup
 	race   *race
 }
 
-func (p *racingPlane) ListGroups(context.Context) ([]types.ContainerGroup, error) {
+func (p *racingPlane) Get(key string) (types.ContainerGroup, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return fixedGroups(p.groups).Get(key)
+}
+
+func (p *racingPlane) List() []controller.Item[types.ContainerGroup] {
 	p.mu.Lock()
 	groups := slices.Clone(p.groups)
 	p.mu.Unlock()
 	p.race.tick()
-	return groups, nil
+	return fixedGroups(groups).List()
 }
 
 // idleRuntime runs nothing.
@@ -98,7 +104,8 @@ func TestResync_CollectsOnlyWhatHasNoGroup(t *testing.T) {
 		nets.mu.Unlock()
 		mkdirs("new")
 	}
-	a := New(Options{Plane: plane, Runtime: idleRuntime{}, Network: nets, Dir: dir})
+	a := New(Options{Runtime: idleRuntime{}, Network: nets, Dir: dir})
+	a.groups = plane
 	a.resync(context.Background())
 
 	if !slices.Equal(nets.tornDown, []string{"orphan"}) {

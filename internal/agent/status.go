@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/containerd/errdefs"
+
 	"github.com/berth-dev/berth/internal/agent/runtime"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -106,7 +108,7 @@ func (a *Agent) lastStatus(ctx context.Context, g *types.ContainerGroup) (*types
 	st, ok := a.statuses.get(g.Key())
 	if !ok {
 		var err error
-		if st, err = a.opts.Plane.GetStatus(ctx, g.Key()); err != nil {
+		if st, err = a.opts.Plane.LastStatus(ctx, g.Key()); err != nil {
 			return nil, err
 		}
 	}
@@ -125,7 +127,14 @@ func (a *Agent) report(ctx context.Context, key string, st *types.GroupStatus) e
 		st.Containers[i].Events = lastEvents(st.Containers[i].Events)
 	}
 	st.Events = lastEvents(st.Events)
-	if err := a.opts.Plane.PutStatus(ctx, key, st); err != nil {
+	if err := a.opts.Plane.ReportStatus(ctx, key, st); err != nil {
+		if errdefs.IsFailedPrecondition(err) {
+			// The group left the node (moved or deleted) since this pass
+			// read it; the informer's event brings the pass that stops it.
+			a.statuses.forget(key)
+			a.log.Info("group no longer bound to the node; report dropped", "group", key)
+			return nil
+		}
 		return err
 	}
 	a.statuses.put(key, st)
@@ -135,7 +144,7 @@ func (a *Agent) report(ctx context.Context, key string, st *types.GroupStatus) e
 // tornDown reports that nothing of this incarnation of g is left on the
 // node, which finishes its delete.
 func (a *Agent) tornDown(ctx context.Context, g *types.ContainerGroup) error {
-	if err := a.opts.Plane.RemoveGroup(ctx, g); err != nil {
+	if err := a.opts.Plane.ReportTornDown(ctx, g.Key(), g.UID); err != nil {
 		return err
 	}
 	a.statuses.forget(g.Key())

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/berth-dev/berth/internal/config"
 	"github.com/berth-dev/berth/internal/daemon"
@@ -50,5 +51,18 @@ the data dir, and writes DATA_DIR/client.json once the API answers.`,
 	f.StringVar(&cfg.UserNSRemap, "userns-remap", cfg.UserNSRemap, `user namespace of runc containers: auto (on when the kernel allows user namespaces: root in a container is host uid 1073741824), off, or HOSTID:SIZE (container ids 0..SIZE-1 are host ids HOSTID..; SIZE at least 65536)`)
 	f.StringVar(&cfg.RunscShim, "runsc-shim", "", "Berth's gVisor shim, containerd-shim-runsc-v1 (default: next to the berth binary, else in /usr/local/lib/berth)")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "HOST:PORT serving /debug/pprof without authentication (off by default; keep it on loopback)")
+	// The cluster.
+	f.BoolVar(&cfg.LocalAgent, "local-agent", cfg.LocalAgent, "run a node agent in the server process, registered as node --node-name (off: only `berth agent` nodes run groups)")
+	f.StringVar(&cfg.SchedulerPolicy, "scheduler-policy", cfg.SchedulerPolicy, "how the scheduler chooses among nodes with room: spread (fewest groups first) or binpack (fullest first)")
+	addNodeFlags(f, &cfg.Node)
 	return cmd
+}
+
+// addNodeFlags are the flags of a node agent, shared by `berth server`
+// (its in-process agent) and `berth agent`.
+func addNodeFlags(f *pflag.FlagSet, n *config.Node) {
+	f.StringVar(&n.NodeName, "node-name", n.NodeName, "name of the node in the cluster (default: the host name)")
+	f.StringVar(&n.Zone, "zone", n.Zone, `availability zone of the node ("1", "2", ...); groups that ask for zones run only on nodes of those zones`)
+	f.Float64Var(&n.CPU, "cpu", n.CPU, "CPUs groups may request of the node (default: all of the machine's)")
+	f.Float64Var(&n.MemoryGB, "memory-gb", n.MemoryGB, "GB of memory groups may request of the node (default: all of the machine's)")
 }

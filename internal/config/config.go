@@ -15,47 +15,33 @@ import (
 // range itself when it starts.
 var userNSRemapSyntax = regexp.MustCompile(`^(auto|off|[0-9]{1,10}:[0-9]{1,10})$`)
 
-// Server configures `berth server`: API, store and in-process agent.
-type Server struct {
-	DataDir            string
-	Listen             string
+// Node configures the node agent, the in-process one of `berth server`
+// as well as `berth agent`: how it runs groups on this machine.
+type Node struct {
+	// NodeName names the node in the cluster; default the host name.
+	NodeName string
+	// Zone is the node's availability zone ("1", "2", ...): groups that
+	// ask for zones are placed only on nodes of those zones.
+	Zone string
+	// CPU and MemoryGB, when above 0, are what groups may request of
+	// the node instead of the whole machine.
+	CPU      float64
+	MemoryGB float64
+
 	ContainerdAddress  string
 	InsecureRegistries []string
-	EtcdEndpoints      []string
-	// Bridge and Subnet are the CNI bridge the node's groups attach to.
+	// Bridge is the CNI bridge the node's public groups attach to.
 	Bridge string
-	Subnet string
 	// CNIPluginDirs hold the CNI plugin binaries.
 	CNIPluginDirs []string
-	LogLevel      string
-	// DNSListen is the HOST:PORT of the built-in DNS server (UDP and
-	// TCP); empty disables it. DNSZone is the zone of the groups' FQDNs,
-	// <label>.<region>.<zone>. DNSForward are the upstream resolvers of
-	// other names: nil means the host's, "none" none. (issue 5)
-	DNSListen  string
-	DNSZone    string
-	DNSForward []string
-	// TenantID is the installation's tenant, which the hashed DNS names
-	// depend on; empty: the one made on the first start and kept in the
-	// store. (issue 5)
-	TenantID string
 	// AllowHostPorts are the host ports ("tcp:8443", "udp:53") that groups
 	// may connect to; every other connection from a group to the host is
 	// dropped.
 	AllowHostPorts []string
 	// PidsLimit bounds the processes of each container (cgroup pids.max).
 	PidsLimit int64
-	// TokensFile, when set, names a JSON file of principals (bearer token,
-	// name, subscriptions) besides the admin; see internal/auth.
-	TokensFile string
-	// EncryptionKeyFile, when set, names the AES-256 key that seals the
-	// secrets of groups in the store (internal/sealing; issue 7).
-	EncryptionKeyFile string
-	// PprofListen, when set, is a HOST:PORT serving net/http/pprof, for
-	// profiling (make bench); off by default because it has no auth.
-	PprofListen string
 	// Isolation is how the node runs groups: "runc" (containers on the
-	// host kernel) or "sandboxed" (one gVisor sandbox per group; issue 7).
+	// host kernel) or "sandboxed" (one gVisor sandbox per group).
 	// RunscPlatform is runsc's platform, "systrap" or "ptrace". RunscPath
 	// and RunscShim name runsc and Berth's gVisor shim; empty: the
 	// defaults of internal/agent/runtime.
@@ -65,27 +51,100 @@ type Server struct {
 	RunscShim     string
 	// UserNSRemap puts runc containers in a user namespace: "auto" (when
 	// the kernel allows it), "off", or an explicit "HOSTID:SIZE" range
-	// (internal/agent/runtime/userns.go; issue 7).
+	// (internal/agent/runtime/userns.go).
 	UserNSRemap string
+}
+
+// Server configures `berth server`: API, store, controllers and, unless
+// LocalAgent is off, an in-process node agent.
+type Server struct {
+	Node
+	DataDir       string
+	Listen        string
+	EtcdEndpoints []string
+	// Subnet is the cluster's public subnet: every node's bridge has it,
+	// and public groups get their addresses from it.
+	Subnet   string
+	LogLevel string
+	// LocalAgent runs a node agent in the server process, registered as
+	// node NodeName like any other.
+	LocalAgent bool
+	// SchedulerPolicy breaks ties between nodes: "spread" or "binpack".
+	SchedulerPolicy string
+	// DNSListen is the HOST:PORT of the built-in DNS server (UDP and
+	// TCP); empty disables it. DNSZone is the zone of the groups' FQDNs,
+	// <label>.<region>.<zone>. DNSForward are the upstream resolvers of
+	// other names: nil means the host's, "none" none.
+	DNSListen  string
+	DNSZone    string
+	DNSForward []string
+	// TenantID is the installation's tenant, which the hashed DNS names
+	// depend on; empty: the one made on the first start and kept in the
+	// store.
+	TenantID string
+	// TokensFile, when set, names a JSON file of principals (bearer token,
+	// name, subscriptions) besides the admin; see internal/auth.
+	TokensFile string
+	// EncryptionKeyFile, when set, names the AES-256 key that seals the
+	// secrets of groups in the store (internal/sealing).
+	EncryptionKeyFile string
+	// PprofListen, when set, is a HOST:PORT serving net/http/pprof, for
+	// profiling (make bench); off by default because it has no auth.
+	PprofListen string
+}
+
+// Agent configures `berth agent`: a node agent on another machine,
+// joined to the servers with a token, then talking mutual TLS only.
+type Agent struct {
+	Node
+	DataDir string
+	// Servers are the API URLs of the servers (https://HOST:PORT).
+	Servers []string
+	// JoinToken is needed only for the first start: the node's
+	// certificate is kept in the data dir afterwards.
+	JoinToken string
+	// CAFile is the servers' CA certificate (DATA_DIR/pki/ca.crt of a
+	// server).
+	CAFile string
+	// AdvertiseAddress is the node's address for the other nodes and the
+	// servers (routes to its groups, its node server).
+	AdvertiseAddress string
+	// Listen is the node server's HOST:PORT (logs, exec, attach); default
+	// the advertise address, port 10250.
+	Listen   string
+	LogLevel string
+}
+
+func defaultNode() Node {
+	return Node{
+		ContainerdAddress: "/run/containerd/containerd.sock",
+		Bridge:            "berth0",
+		CNIPluginDirs:     []string{"/usr/lib/cni", "/opt/cni/bin"},
+		PidsLimit:         4096,
+		Isolation:         "sandboxed",
+		UserNSRemap:       "auto",
+		RunscPlatform:     "systrap",
+	}
 }
 
 // DefaultServer returns the defaults of `berth server`.
 func DefaultServer() Server {
 	return Server{
-		DataDir:           "/var/lib/berth",
-		Listen:            "127.0.0.1:8443",
-		ContainerdAddress: "/run/containerd/containerd.sock",
-		Bridge:            "berth0",
-		Subnet:            "10.88.0.0/16",
-		CNIPluginDirs:     []string{"/usr/lib/cni", "/opt/cni/bin"},
-		LogLevel:          "info",
-		PidsLimit:         4096,
-		Isolation:         "sandboxed",
-		UserNSRemap:       "auto",
-		RunscPlatform:     "systrap",
-		DNSListen:         "127.0.0.1:53",
-		DNSZone:           "berth.internal",
+		Node:            defaultNode(),
+		DataDir:         "/var/lib/berth",
+		Listen:          "127.0.0.1:8443",
+		Subnet:          "10.88.0.0/16",
+		LogLevel:        "info",
+		LocalAgent:      true,
+		SchedulerPolicy: "spread",
+		DNSListen:       "127.0.0.1:53",
+		DNSZone:         "berth.internal",
 	}
+}
+
+// DefaultAgent returns the defaults of `berth agent`.
+func DefaultAgent() Agent {
+	return Agent{Node: defaultNode(), DataDir: "/var/lib/berth-agent", LogLevel: "info"}
 }
 
 // Validate reports every problem of the configuration at once.
@@ -97,21 +156,10 @@ func (c *Server) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen %q: want HOST:PORT: %w", c.Listen, err))
 	}
-	if c.ContainerdAddress == "" {
-		errs = append(errs, errors.New("--containerd-address must not be empty"))
-	}
-	for _, r := range c.InsecureRegistries {
-		if r == "" || strings.Contains(r, "/") {
-			errs = append(errs, fmt.Errorf("--insecure-registry %q: want HOST or HOST:PORT", r))
-		}
-	}
 	for _, e := range c.EtcdEndpoints {
 		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
 			errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http(s)://HOST:PORT", e))
 		}
-	}
-	if l := len(c.Bridge); l == 0 || l > 15 {
-		errs = append(errs, fmt.Errorf("--bridge-name %q: want 1 to 15 characters", c.Bridge))
 	}
 	if p, err := netip.ParsePrefix(c.Subnet); err != nil || !p.Addr().Is4() || p.Bits() > 28 {
 		errs = append(errs, fmt.Errorf("--subnet %q: want an IPv4 CIDR of /28 or larger", c.Subnet))
@@ -121,7 +169,70 @@ func (c *Server) Validate() error {
 			errs = append(errs, fmt.Errorf("--pprof-listen %q: want HOST:PORT: %w", c.PprofListen, err))
 		}
 	}
+	switch c.SchedulerPolicy {
+	case "spread", "binpack":
+	default:
+		errs = append(errs, fmt.Errorf("--scheduler-policy %q: want spread or binpack", c.SchedulerPolicy))
+	}
 	errs = append(errs, c.validateDNS()...)
+	if c.LocalAgent {
+		errs = append(errs, c.Node.validate()...)
+	}
+	errs = append(errs, validateLogLevel(c.LogLevel)...)
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Agent) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if len(c.Servers) == 0 {
+		errs = append(errs, errors.New("--server is required: the URL of a berth server, e.g. https://10.0.0.1:8443"))
+	}
+	for _, u := range c.Servers {
+		if !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("--server %q: want https://HOST:PORT", u))
+		}
+	}
+	if c.CAFile == "" {
+		errs = append(errs, errors.New("--ca-file is required: the servers' CA certificate (a server's DATA_DIR/pki/ca.crt)"))
+	}
+	if a, err := netip.ParseAddr(c.AdvertiseAddress); err != nil || !a.Is4() {
+		errs = append(errs, fmt.Errorf("--advertise-address %q: want the node's IPv4 address", c.AdvertiseAddress))
+	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("--listen %q: want HOST:PORT: %w", c.Listen, err))
+		}
+	}
+	errs = append(errs, c.Node.validate()...)
+	errs = append(errs, validateLogLevel(c.LogLevel)...)
+	return errors.Join(errs...)
+}
+
+var nodeName = regexp.MustCompile(`^[a-z0-9]([-.a-z0-9]{0,61}[a-z0-9])?$`)
+
+func (c *Node) validate() []error {
+	var errs []error
+	if c.NodeName != "" && !nodeName.MatchString(c.NodeName) {
+		errs = append(errs, fmt.Errorf("--node-name %q: want 1 to 63 lower-case letters, digits, '-' and '.'", c.NodeName))
+	}
+	if c.CPU < 0 || c.MemoryGB < 0 {
+		errs = append(errs, fmt.Errorf("--cpu %g, --memory-gb %g: want 0 (the whole machine) or more", c.CPU, c.MemoryGB))
+	}
+	if c.ContainerdAddress == "" {
+		errs = append(errs, errors.New("--containerd-address must not be empty"))
+	}
+	for _, r := range c.InsecureRegistries {
+		if r == "" || strings.Contains(r, "/") {
+			errs = append(errs, fmt.Errorf("--insecure-registry %q: want HOST or HOST:PORT", r))
+		}
+	}
+	if l := len(c.Bridge); l == 0 || l > 15 {
+		errs = append(errs, fmt.Errorf("--bridge-name %q: want 1 to 15 characters", c.Bridge))
+	}
 	if c.PidsLimit < 1 {
 		errs = append(errs, fmt.Errorf("--pids-limit %d: want 1 or more", c.PidsLimit))
 	}
@@ -138,12 +249,15 @@ func (c *Server) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--runsc-platform %q: want systrap or ptrace (kvm is not available on Berth's hosts)", c.RunscPlatform))
 	}
-	switch c.LogLevel {
+	return errs
+}
+
+func validateLogLevel(l string) []error {
+	switch l {
 	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+		return nil
 	}
-	return errors.Join(errs...)
+	return []error{fmt.Errorf("--log-level %q: want debug, info, warn or error", l)}
 }
 
 var (

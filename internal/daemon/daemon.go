@@ -15,26 +15,25 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
-	goruntime "runtime"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/berth-dev/berth/internal/agent"
-	"github.com/berth-dev/berth/internal/agent/firewall"
-	"github.com/berth-dev/berth/internal/agent/network"
-	"github.com/berth-dev/berth/internal/agent/runtime"
 	"github.com/berth-dev/berth/internal/apiserver"
 	"github.com/berth-dev/berth/internal/auth"
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/controllers"
+	"github.com/berth-dev/berth/internal/controllers/lifecycle"
+	"github.com/berth-dev/berth/internal/controllers/nodes"
+	"github.com/berth-dev/berth/internal/controllers/scheduler"
 	"github.com/berth-dev/berth/internal/embedetcd"
+	"github.com/berth-dev/berth/internal/nodeplane"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/sealing"
 	"github.com/berth-dev/berth/internal/store"
-	"github.com/berth-dev/berth/internal/types"
 )
 
 // ClientConfigFile is written to the data dir once the API answers.
@@ -107,62 +106,49 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		return err
 	}
 
-	rt, err := runtime.New(ctx, runtime.Options{
-		Address:            cfg.ContainerdAddress,
-		InsecureRegistries: cfg.InsecureRegistries,
-		StateDir:           runtimeStateDir(dataDir),
-		PidsLimit:          cfg.PidsLimit,
-		Isolation:          runtime.Isolation(cfg.Isolation), // issue 7
-		UserNSRemap:        cfg.UserNSRemap,
-		RunscPlatform:      cfg.RunscPlatform,
-		RunscPath:          cfg.RunscPath,
-		ShimPath:           cfg.RunscShim,
-	})
+	// The controllers share one cache of the store (informers): the
+	// scheduler places groups, the node controller follows leases and
+	// drains, the lifecycle controller finalises deletes.
+	informers := controllers.NewInformers(st, log.With("component", "informers"))
+	policy, err := scheduler.ParsePolicy(cfg.SchedulerPolicy)
 	if err != nil {
-		return fmt.Errorf("connect to containerd at %s: %w", cfg.ContainerdAddress, err)
+		return err
 	}
-	defer rt.Close()
-	// Under user namespace remapping each group's network namespace is
-	// made in a user namespace of its own (issue 7).
-	var groupUserNS *network.UserNS
-	if u := rt.UserNS(); u != nil {
-		groupUserNS = &network.UserNS{HostID: u.HostID, Size: u.Size}
-	}
-	nw, err := network.New(network.Options{Dir: dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: cfg.Subnet, UserNS: groupUserNS})
-	if err != nil {
-		return fmt.Errorf("set up the group network: %w", err)
-	}
-	// One nftables table per server, named after its bridge (issue 5).
-	var hostPorts []firewall.Port
-	for _, hp := range cfg.AllowHostPorts {
-		p, err := firewall.ParsePort(hp)
+	sched := scheduler.New(scheduler.Options{Store: st, Informers: informers, PublicSubnet: netip.MustParsePrefix(cfg.Subnet), Policy: policy, Logger: log.With("component", "scheduler")})
+	nodeCtl := nodes.New(nodes.Options{Store: st, Informers: informers, Logger: log.With("component", "nodes")})
+	life := lifecycle.New(lifecycle.Options{Store: st, Informers: informers, Logger: log.With("component", "lifecycle")})
+	nodeAPI := nodeplane.NewServer(nodeplane.ServerOptions{Store: st, Informers: informers, PublicSubnet: cfg.Subnet})
+
+	// The in-process agent is one node like any other, registered through
+	// the same node protocol, only without a network in between.
+	var local *node
+	if cfg.LocalAgent {
+		name, err := nodeName(cfg.NodeName)
 		if err != nil {
-			return fmt.Errorf("--allow-host-port: %w", err)
+			return err
 		}
-		hostPorts = append(hostPorts, p)
+		cfg.NodeName = name
+		var closeNode func()
+		local, closeNode, err = newNode(ctx, nodeParams{
+			cfg: cfg.Node, dataDir: dataDir, subnet: cfg.Subnet, plane: nodeAPI.Local(name),
+			addresses: localAddresses(host), log: log.With("component", "agent", "node", name),
+		})
+		if err != nil {
+			return err
+		}
+		defer closeNode()
 	}
-	fw, err := firewall.New(firewall.TableName(cfg.Bridge), hostPorts)
-	if err != nil {
-		return fmt.Errorf("set up the group firewall: %w", err)
-	}
-	if err := firewall.CheckBridgeFilter(); err != nil {
-		log.Error("group firewall incomplete", "err", err)
-	}
-	ag := agent.New(agent.Options{
-		Plane:    newStorePlane(st),
-		Runtime:  rt,
-		Network:  nw,
-		Firewall: fw,
-		Dir:      dataDir,
-		Logger:   log.With("component", "agent"),
-		UserNS:   rt.UserNS(),
-	})
-	api := apiserver.New(apiserver.Options{Store: st, Tokens: tokens, Logs: ag, Capacity: nodeCapacity(), Logger: log.With("component", "api"),
-		Execer:       execer{agent.NewStreams(rt, ag.LogPath)}, // issue 4: exec and attach
-		PublicSubnet: cfg.Subnet,                               // issue 5: virtual networks may not overlap it
-		TenantID:     tenant,                                   // issue 5: DNS name labels
+	apiOpts := apiserver.Options{Store: st, Tokens: tokens, Logger: log.With("component", "api"),
+		PublicSubnet: cfg.Subnet, // virtual networks may not overlap it
+		TenantID:     tenant,     // DNS name labels
 		DNSZone:      cfg.DNSZone,
-	})
+		Nodes:        nodeAPI,
+	}
+	if local != nil {
+		apiOpts.Logs = local.agent
+		apiOpts.Execer = execer{local.streams}
+	}
+	api := apiserver.New(apiOpts)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -184,7 +170,13 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	if dnsSvc != nil {
 		g.Go(func() error { return dnsSvc.run(gctx) })
 	}
-	g.Go(func() error { return ag.Run(gctx) })
+	g.Go(func() error { return informers.Run(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { return nodeCtl.Run(gctx) })
+	g.Go(func() error { return life.Run(gctx) })
+	if local != nil {
+		g.Go(func() error { return local.agent.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve API: %w", err)
@@ -282,14 +274,14 @@ func waitServing(ctx context.Context, cc ClientConfig) error {
 	}
 }
 
-// nodeCapacity is this machine's CPUs and memory: no group may ask for more.
-func nodeCapacity() types.ResourceList {
-	c := types.ResourceList{CPU: float64(goruntime.NumCPU())}
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) == nil {
-		c.MemoryGB = float64(si.Totalram) * float64(si.Unit) / (1 << 30)
+// localAddresses are the addresses of the in-process agent's node: the
+// API's listen address when it is one the other nodes can reach.
+func localAddresses(host string) []string {
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.IsLoopback() || a.IsUnspecified() || !a.Is4() {
+		return nil
 	}
-	return c
+	return []string{a.String()}
 }
 
 // loadTokens builds the API's principals: the admin token, plus those of the
