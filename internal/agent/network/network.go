@@ -1,6 +1,15 @@
 // Package network gives each container group its own network namespace,
 // attached to a node-local bridge with CNI (libcni and the reference
-// plugins: loopback, bridge with host-local IPAM, portmap).
+// plugins: loopback, bridge with host-local or static IPAM, portmap).
+//
+// On a cluster node (Options.ClusterRouting) every node has the same
+// subnets on its bridges, and a group's address, allocated for the whole
+// cluster, is routed to the node that runs it (package routes). A group
+// reaches an address of its own subnet that lives on another node because
+// the bridge answers ARP for it (proxy_arp: the node has a route to it
+// through another interface) and then routes the packet; the bridge does
+// not masquerade, so the destination sees the group's own address, which
+// its firewall rules check.
 //
 // Everything needed to undo an attachment lives on disk under Options.Dir:
 // the namespace is bind-mounted on Dir/netns/<id>, and libcni caches the
@@ -65,6 +74,11 @@ type Options struct {
 	// namespace of its own, mapped by it, pinned at Dir/userns/<id>
 	// (userns.go).
 	UserNS *UserNS
+	// ClusterRouting makes the bridges fit a cluster node (see the package
+	// doc): no masquerading by the bridge plugin, which the firewall's
+	// postrouting chain does for traffic to the world, and proxy_arp on
+	// every bridge.
+	ClusterRouting bool
 }
 
 // Attachment is a group's place on the network.
@@ -105,6 +119,10 @@ type Manager struct {
 	// of a subnet bridge after its last DEL never races an ADD.
 	netLocks keyedMutex
 	userns   *UserNS
+	// masq is the bridge plugin's ipMasq; proxyARP sets proxy_arp on the
+	// bridges. Both follow Options.ClusterRouting.
+	masq     bool
+	proxyARP bool
 }
 
 // New validates opts, creates the state directories, writes the CNI config
@@ -136,14 +154,14 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 
-	m := &Manager{dir: opts.Dir, userns: opts.UserNS}
+	m := &Manager{dir: opts.Dir, userns: opts.UserNS, masq: !opts.ClusterRouting, proxyARP: opts.ClusterRouting}
 	for _, d := range []string{m.netnsDir(), m.netnsTmpDir(), m.cniDir(), m.cacheDir(), m.ipamDir(), m.recordDir(), m.netsDir(), m.userNSDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create network state dir: %w", err)
 		}
 	}
 
-	if m.def, err = newBridgeNet(opts.NetworkName, opts.Bridge, subnet, m.ipamDir()); err != nil {
+	if m.def, err = newBridgeNet(opts.NetworkName, opts.Bridge, subnet, m.ipamDir(), m.masq); err != nil {
 		return nil, err
 	}
 	loBytes, err := loopbackConf(opts.NetworkName)
@@ -196,16 +214,28 @@ func (m *Manager) Setup(ctx context.Context, id string) (Attachment, error) {
 }
 
 // SetupIn attaches id to the bridge of a virtual network subnet, or to the
-// public bridge when p is nil. See SetupWithPorts.
+// public bridge when p is nil or has no Prefix, at p.IP when it is set.
+// See SetupWithPorts. An attachment at another address than p.IP is made
+// again at p.IP.
 func (m *Manager) SetupIn(ctx context.Context, id string, p *Placement) (Attachment, error) {
 	if p == nil {
 		return m.SetupWithPorts(ctx, id, nil)
 	}
-	n, err := m.subnetNet(p)
-	if err != nil {
-		return Attachment{}, err
+	n := m.def
+	if p.Prefix != "" {
+		var err error
+		if n, err = m.subnetNet(p); err != nil {
+			return Attachment{}, err
+		}
 	}
-	return m.setup(ctx, id, n, nil)
+	var ip netip.Addr
+	if p.IP != "" {
+		var err error
+		if ip, err = checkGroupIP(p.IP, n.subnet); err != nil {
+			return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+		}
+	}
+	return m.setup(ctx, id, n, ip, nil)
 }
 
 // SetupWithPorts creates the network namespace of id, brings up its
@@ -216,10 +246,11 @@ func (m *Manager) SetupIn(ctx context.Context, id string, p *Placement) (Attachm
 // for (to change them, Teardown first). Leftovers of an interrupted Setup
 // are removed before a new attempt, and a failed attempt undoes itself.
 func (m *Manager) SetupWithPorts(ctx context.Context, id string, ports []PortMapping) (_ Attachment, retErr error) {
-	return m.setup(ctx, id, m.def, ports)
+	return m.setup(ctx, id, m.def, netip.Addr{}, ports)
 }
 
-func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []PortMapping) (_ Attachment, retErr error) {
+// setup attaches id to n, at ip through static IPAM when it is valid.
+func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ip netip.Addr, ports []PortMapping) (_ Attachment, retErr error) {
 	if err := checkID(id); err != nil {
 		return Attachment{}, err
 	}
@@ -229,7 +260,7 @@ func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []Po
 	path := m.NetNSPath(id)
 	if a, ok, err := m.cached(id, path); err != nil {
 		return Attachment{}, err
-	} else if ok && a.Bridge == n.bridge {
+	} else if ok && a.Bridge == n.bridge && (!ip.IsValid() || a.IP == ip.String()) {
 		return a, nil
 	}
 	// Whatever exists for id is an incomplete attachment (the cache entry
@@ -275,9 +306,23 @@ func (m *Manager) setup(ctx context.Context, id string, n *bridgeNet, ports []Po
 	if len(ports) > 0 {
 		rt.CapabilityArgs = map[string]any{"portMappings": portMappings(ports)}
 	}
-	res, err := m.cni.AddNetworkList(ctx, n.list, rt)
+	list := n.list
+	if ip.IsValid() {
+		var err error
+		if list, err = n.staticList(ip); err != nil {
+			return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+		}
+	}
+	res, err := m.cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
-		return Attachment{}, fmt.Errorf("network of %s: cni add %s: %w", id, n.list.Name, err)
+		return Attachment{}, fmt.Errorf("network of %s: cni add %s: %w", id, list.Name, err)
+	}
+	// The bridge exists from the first ADD on; setting it on every ADD
+	// also repairs a bridge that was made again.
+	if m.proxyARP {
+		if err := setProxyARP(n.bridge); err != nil {
+			return Attachment{}, fmt.Errorf("network of %s: %w", id, err)
+		}
 	}
 	a, err := attachment(path, res)
 	if err != nil {
@@ -513,6 +558,21 @@ func portMappings(ports []PortMapping) []map[string]any {
 		out = append(out, pm)
 	}
 	return out
+}
+
+// setProxyARP makes bridge answer ARP requests for addresses the node
+// routes through another interface: the groups of its subnet that run on
+// other nodes. It writes the sysctl of the calling thread's network
+// namespace, the agent's.
+func setProxyARP(bridge string) error {
+	path := filepath.Join("/proc/sys/net/ipv4/conf", bridge, "proxy_arp")
+	if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable proxy_arp on %s: %w", bridge, err)
+	}
+	return nil
 }
 
 // writeFileAtomic replaces path with data, so that a reader never sees a

@@ -43,6 +43,12 @@ func newTestNetwork(t *testing.T, bits int) *testNetwork {
 // namespaces mapped by userns (none when nil).
 func newTestNetworkWith(t *testing.T, bits int, userns *network.UserNS) *testNetwork {
 	t.Helper()
+	return newTestNetworkOpts(t, bits, func(o *network.Options) { o.UserNS = userns })
+}
+
+// newTestNetworkOpts is newTestNetwork with options changed by edit.
+func newTestNetworkOpts(t *testing.T, bits int, edit func(*network.Options)) *testNetwork {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, filepath.Join(network.DefaultPluginDir, "bridge"))
 	testenv.RequireBinary(t, "iptables")
@@ -54,8 +60,8 @@ func newTestNetworkWith(t *testing.T, bits int, userns *network.UserNS) *testNet
 		Dir:    t.TempDir(),
 		Bridge: "bt" + randHex(t, 3),
 		Subnet: fmt.Sprintf("10.%d.%d.0/%d", second, third, bits),
-		UserNS: userns,
 	}
+	edit(&opts)
 	t.Cleanup(func() {
 		// The bridge plugin creates the bridge on first use and never
 		// deletes it.

@@ -17,16 +17,22 @@ import (
 	"github.com/containernetworking/cni/libcni"
 )
 
-// Placement puts a group in a virtual network subnet instead of on the
-// public bridge. Each subnet gets its own bridge and host-local IPAM: the
-// subnet is the bridge's subnet, its first address the gateway.
+// Placement is where a group goes on the node's networks: a virtual
+// network subnet, or the public bridge when Prefix is empty; and at which
+// address. Each subnet gets its own bridge: the subnet is the bridge's
+// subnet, its first address the gateway.
 type Placement struct {
 	// VirtualNetwork identifies the network (its store key).
 	VirtualNetwork string
 	// Subnet is the subnet's name.
 	Subnet string
-	// Prefix is the subnet's IPv4 CIDR.
+	// Prefix is the subnet's IPv4 CIDR; empty for the public bridge.
 	Prefix string
+	// IP is the group's address, allocated for the whole cluster (the
+	// scheduler's); the group gets it through static IPAM. Empty lets the
+	// node's host-local IPAM pick one (a single node, or a group bound
+	// before addresses were allocated cluster-wide).
+	IP string
 }
 
 // bridgeNet is one CNI bridge network: the public one or a subnet's.
@@ -34,12 +40,13 @@ type bridgeNet struct {
 	name   string // CNI network name: names cache entries and the IPAM dir
 	bridge string
 	subnet netip.Prefix
+	masq   bool
 	bytes  []byte
 	list   *libcni.NetworkConfigList
 }
 
-func newBridgeNet(name, bridge string, subnet netip.Prefix, ipamDir string) (*bridgeNet, error) {
-	b, err := confList(name, bridge, subnet, ipamDir)
+func newBridgeNet(name, bridge string, subnet netip.Prefix, ipamDir string, masq bool) (*bridgeNet, error) {
+	b, err := confList(name, bridge, subnet, ipamDir, masq)
 	if err != nil {
 		return nil, fmt.Errorf("render conflist: %w", err)
 	}
@@ -47,14 +54,30 @@ func newBridgeNet(name, bridge string, subnet netip.Prefix, ipamDir string) (*br
 	if err != nil {
 		return nil, fmt.Errorf("parse conflist: %w", err)
 	}
-	return &bridgeNet{name: name, bridge: bridge, subnet: subnet, bytes: b, list: list}, nil
+	return &bridgeNet{name: name, bridge: bridge, subnet: subnet, masq: masq, bytes: b, list: list}, nil
+}
+
+// staticList is the network's list for one group at ip. It has the
+// network's name, so the CNI cache keys it as the host-local list, and the
+// DEL of a group reads back whichever list its ADD used.
+func (n *bridgeNet) staticList(ip netip.Addr) (*libcni.NetworkConfigList, error) {
+	b, err := staticConfList(n.name, n.bridge, n.subnet, ip, n.masq)
+	if err != nil {
+		return nil, fmt.Errorf("render conflist: %w", err)
+	}
+	list, err := libcni.ConfListFromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("parse conflist: %w", err)
+	}
+	return list, nil
 }
 
 // SubnetBridge names the bridge of a virtual network subnet on the node
 // whose public bridge is publicBridge: "bv" and 12 hex digits of a hash of
-// all four, so that it fits the 15-byte limit, differs between servers
-// sharing a host, and changes when the subnet's prefix does (a stale bridge
-// of an old prefix is never reused).
+// it and the placement's network, subnet and prefix (not its address: a
+// bridge holds many groups), so that it fits the 15-byte limit, differs
+// between servers sharing a host, and changes when the subnet's prefix
+// does (a stale bridge of an old prefix is never reused).
 func SubnetBridge(publicBridge string, p Placement) string {
 	h := sha256.Sum256([]byte(strings.Join([]string{publicBridge, p.VirtualNetwork, strings.ToLower(p.Subnet), p.Prefix}, "\x00")))
 	return "bv" + hex.EncodeToString(h[:6])
@@ -70,7 +93,7 @@ func (m *Manager) subnetNet(p *Placement) (*bridgeNet, error) {
 		return nil, fmt.Errorf("subnet %s overlaps the public subnet %s: %w", prefix, m.def.subnet, errdefs.ErrInvalidArgument)
 	}
 	bridge := SubnetBridge(m.def.bridge, *p)
-	return newBridgeNet("berth-"+bridge, bridge, prefix, m.ipamDir())
+	return newBridgeNet("berth-"+bridge, bridge, prefix, m.ipamDir(), m.masq)
 }
 
 // writeNetConf records a subnet network in use under Dir/cni/nets, for
@@ -135,7 +158,7 @@ func (m *Manager) recordedNet(id string) (*bridgeNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attachment record of %s: subnet %q: %w", id, r.Subnet, err)
 	}
-	return newBridgeNet(r.Name, r.Bridge, prefix, m.ipamDir())
+	return newBridgeNet(r.Name, r.Bridge, prefix, m.ipamDir(), m.masq)
 }
 
 // releaseNetIfUnused removes a subnet network that no attachment records:
@@ -203,7 +226,7 @@ func (m *Manager) collectNets() error {
 			errs = append(errs, fmt.Errorf("subnet of %s: %w", f, err))
 			continue
 		}
-		n, err := newBridgeNet(list.Name, conf.Bridge, prefix, m.ipamDir())
+		n, err := newBridgeNet(list.Name, conf.Bridge, prefix, m.ipamDir(), m.masq)
 		if err != nil {
 			errs = append(errs, err)
 			continue
