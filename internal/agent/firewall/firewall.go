@@ -42,6 +42,12 @@
 // Traffic from the host itself takes the output hook, which is not
 // filtered: the node is trusted (probes and operators reach every port).
 //
+// A Firewall is fed in two halves, each by one writer: the node's own
+// groups (Apply: the agent, from the attachments it made) and the groups
+// of the other nodes (ApplyCluster: the agent's view of the cluster's
+// endpoints). The table is built from both; where both name one address,
+// the node's own attachment wins, being what is on its bridge.
+//
 // The network between the nodes is trusted as the nodes are: a packet from
 // another node that claims a virtual network's source address is taken to
 // come from that network's group there.
@@ -129,6 +135,8 @@ type Firewall struct {
 	hostPorts []Port
 
 	mu      sync.Mutex
+	local   State // the node's own groups (Apply)
+	cluster State // the other nodes' groups (ApplyCluster)
 	last    string // the script of the last applied transaction
 	applied bool
 }
@@ -156,13 +164,30 @@ func ParsePort(s string) (Port, error) {
 // Table is the table's name.
 func (f *Firewall) Table() string { return f.table }
 
-// Apply replaces the table with st, or deletes it when st has no group.
-// A State equal to the last applied one is not applied again.
+// Apply replaces the node's own half of the State with st, the groups
+// attached on this node, and rebuilds the table from both halves; the
+// table is deleted when neither has a group. A table equal to the last
+// applied one is not applied again.
 func (f *Firewall) Apply(ctx context.Context, st State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.local = st
+	return f.applyLocked(ctx)
+}
+
+// ApplyCluster replaces the other nodes' half of the State with st: their
+// groups (without a Bridge here) and the prefixes they use. Its Bridges
+// are ignored: only the node's own half knows its bridges.
+func (f *Firewall) ApplyCluster(ctx context.Context, st State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cluster = st
+	return f.applyLocked(ctx)
+}
+
+func (f *Firewall) applyLocked(ctx context.Context) error {
 	tx := f.nft.NewTransaction()
-	build(tx, f.table, st, f.hostPorts)
+	build(tx, f.table, Merge(f.local, f.cluster), f.hostPorts)
 	script := tx.String()
 	if f.applied && script == f.last {
 		return nil
@@ -184,9 +209,39 @@ func (f *Firewall) Invalidate() {
 	f.applied = false
 }
 
-// Delete removes the table if it exists.
+// Delete forgets both halves and removes the table if it exists.
 func (f *Firewall) Delete(ctx context.Context) error {
-	return f.Apply(ctx, State{})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.local, f.cluster = State{}, State{}
+	return f.applyLocked(ctx)
+}
+
+// Merge is the State of a node whose own groups are local and whose
+// cluster's other groups are others: the prefixes of both, the bridges of
+// local, the groups of local and those of others at an address no group
+// of local has (a group that moved here is still attached on its old
+// node for a moment, and the node must filter what is on its bridges);
+// among others, the first group at an address.
+func Merge(local, others State) State {
+	out := State{
+		Managed: append(slices.Clone(local.Managed), others.Managed...),
+		Bridges: slices.Clone(local.Bridges),
+		Groups:  slices.Clone(local.Groups),
+	}
+	seen := make(map[netip.Addr]bool, len(local.Groups)+len(others.Groups))
+	for _, g := range local.Groups {
+		seen[g.IP] = true
+	}
+	for _, g := range others.Groups {
+		if seen[g.IP] {
+			continue
+		}
+		seen[g.IP] = true
+		g.Bridge = ""
+		out.Groups = append(out.Groups, g)
+	}
+	return out
 }
 
 // build fills tx with the operations that replace the table with st. The
