@@ -55,6 +55,7 @@ func (s *Server) nodeRoutes() {
 	s.mux.Handle("GET "+node+"/status/{key...}", s.wrap(s.lastStatus))
 	s.mux.Handle("PUT "+node+"/status/{key...}", s.wrap(s.reportStatus))
 	s.mux.Handle("POST "+node+"/torndown/{key...}", s.wrap(s.reportTornDown))
+	s.adminRoutes() // cordon, drain, join tokens, joining (nodeadmin.go, join.go)
 }
 
 // caller is who sent a request under nodeAPIPrefix: a node by its

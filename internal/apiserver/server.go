@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	armv1 "github.com/berth-dev/berth/api/v20230501"
 	"github.com/berth-dev/berth/internal/auth"
+	"github.com/berth-dev/berth/internal/join"
 	"github.com/berth-dev/berth/internal/nodeplane"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
@@ -70,6 +72,13 @@ type Options struct {
 	// NodeIdentity names the node a verified client certificate belongs
 	// to; ok is false for any other certificate.
 	NodeIdentity func(*x509.Certificate) (node string, ok bool)
+	// JoinTokens, SignNode and CAPEM let agents join (join.go): the
+	// tokens they present, what signs their certificate requests, and
+	// the CA they then trust. The admin's token routes need JoinTokens,
+	// joining all three.
+	JoinTokens *join.Tokens
+	SignNode   func(csrDER []byte, node string, ips []net.IP) (certPEM []byte, err error)
+	CAPEM      []byte
 }
 
 // DefaultListPageSize is ListPageSize's default: a list's cost per
@@ -94,6 +103,9 @@ type Server struct {
 	// The node protocol (nodes.go).
 	nodes        *nodeplane.Server
 	nodeIdentity func(*x509.Certificate) (string, bool)
+	joinTokens   *join.Tokens
+	signNode     func([]byte, string, []net.IP) ([]byte, error)
+	caPEM        []byte
 
 	// publicSubnet is Options.PublicSubnet; invalid when unset (issue 5,
 	// virtualnetworks.go).
@@ -145,6 +157,7 @@ func New(opts Options) *Server {
 	}
 	s.execer = opts.Execer
 	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
+	s.joinTokens, s.signNode, s.caPEM = opts.JoinTokens, opts.SignNode, opts.CAPEM
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)
 	s.tenantID, s.dnsZone = opts.TenantID, strings.ToLower(strings.Trim(opts.DNSZone, "."))
 	if s.dnsZone == "" {
