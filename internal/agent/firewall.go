@@ -21,13 +21,18 @@ type groupFirewall interface {
 var _ groupFirewall = (*firewall.Firewall)(nil)
 
 // placement is where a group's network lives: a virtual network subnet, or
-// the public bridge (nil).
+// the public bridge (no Prefix), at the address the scheduler allocated
+// for the whole cluster; nil for a public group without one (the node's
+// own IPAM picks it).
 func placement(g *types.ContainerGroup) *network.Placement {
 	sn := g.Spec.Subnet
 	if sn == nil {
-		return nil
+		if g.IP == "" {
+			return nil
+		}
+		return &network.Placement{IP: g.IP}
 	}
-	return &network.Placement{VirtualNetwork: sn.VirtualNetwork, Subnet: sn.Name, Prefix: sn.AddressPrefix}
+	return &network.Placement{VirtualNetwork: sn.VirtualNetwork, Subnet: sn.Name, Prefix: sn.AddressPrefix, IP: g.IP}
 }
 
 // syncFirewall rebuilds the firewall from the desired groups and the

@@ -56,8 +56,9 @@ func (n *Network) TornDown() []string {
 	return slices.Clone(n.tornDown)
 }
 
-// SetupIn attaches id in the placement's subnet (the public one for nil),
-// or returns its attachment when it has one.
+// SetupIn attaches id in the placement's subnet (the public one for nil
+// or no Prefix), at the placement's IP when it has one, or returns its
+// attachment when it has one.
 func (n *Network) SetupIn(_ context.Context, id string, p *network.Placement) (network.Attachment, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -68,7 +69,7 @@ func (n *Network) SetupIn(_ context.Context, id string, p *network.Placement) (n
 		return network.Attachment{}, fmt.Errorf("set up network of %s: %w", id, n.setupErr)
 	}
 	prefix, bridge := PublicSubnet, "fake0"
-	if p != nil {
+	if p != nil && p.Prefix != "" {
 		var err error
 		if prefix, err = netip.ParsePrefix(p.Prefix); err != nil {
 			return network.Attachment{}, fmt.Errorf("subnet %s: %w", p.Subnet, err)
@@ -76,14 +77,22 @@ func (n *Network) SetupIn(_ context.Context, id string, p *network.Placement) (n
 		bridge = "fakev-" + p.Subnet
 	}
 	gw := prefix.Masked().Addr().Next()
-	ip, ok := n.next[prefix]
-	if !ok {
-		ip = gw.Next()
+	var ip netip.Addr
+	if p != nil && p.IP != "" {
+		var err error
+		if ip, err = netip.ParseAddr(p.IP); err != nil || !prefix.Contains(ip) {
+			return network.Attachment{}, fmt.Errorf("address %q is not one of %s", p.IP, prefix)
+		}
+	} else {
+		var ok bool
+		if ip, ok = n.next[prefix]; !ok {
+			ip = gw.Next()
+		}
+		if !prefix.Contains(ip) {
+			return network.Attachment{}, fmt.Errorf("subnet %s is full", prefix)
+		}
+		n.next[prefix] = ip.Next()
 	}
-	if !prefix.Contains(ip) {
-		return network.Attachment{}, fmt.Errorf("subnet %s is full", prefix)
-	}
-	n.next[prefix] = ip.Next()
 	att := network.Attachment{NetNSPath: "/run/fake/netns/" + id, IP: ip.String(), Gateway: gw.String(), Bridge: bridge}
 	n.atts[id] = att
 	return att, nil
