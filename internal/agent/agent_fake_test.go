@@ -165,3 +165,11 @@ func testGroup(name, uid, policy string, containers ...string) types.ContainerGr
 	}
 	return g
 }
+
+// quiet reports whether no pass over key runs or waits in the queue.
+func (n *testNode) quiet(key string) bool {
+	q := n.a.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.processing[key] && !q.dirty[key]
+}
