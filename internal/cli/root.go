@@ -60,6 +60,7 @@ Run 'berth login --config DATA_DIR/client.json' once to point them at a server.`
 		newConfigureCommand(),
 		newGroupCommand(),
 		newContainerCommand(),
+		newNodeCommand(),
 	)
 	return root
 }
