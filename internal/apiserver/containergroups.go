@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	armv1 "github.com/berth-dev/berth/api/v20230501"
+	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -283,7 +284,11 @@ func (s *Server) containerLogs(r *http.Request) (*response, error) {
 		}
 		tail = n
 	}
-	content, err := s.logs.ReadLog(r.Context(), g, name, tail)
+	node, ref, err := s.nodeService(r.Context(), g)
+	if err != nil {
+		return nil, err
+	}
+	content, err := node.ReadLog(r.Context(), nodeapi.LogRequest{Group: ref, Container: name, Tail: tail})
 	if err != nil {
 		return nil, err
 	}

@@ -3,45 +3,38 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/google/shlex"
 
+	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/types"
 )
 
-// Execer runs commands in containers and streams their output: the
-// websocket sessions that exec and attach hand out end up here. The node
-// agent implements it; declared here because only the API needs it.
-type Execer interface {
-	// Exec runs a command with a terminal in a running container until it
-	// exits (its exit code) or ctx ends (it is killed). Nothing of the
-	// process stays on the node when it returns.
-	Exec(ctx context.Context, req ExecRequest) (exitCode uint32, err error)
-	// Attach writes the container's live output to req.Output until ctx
-	// ends or the container's output ends for good (group deleted).
-	Attach(ctx context.Context, req AttachRequest) error
+// NodeServices finds the services of a node by name (logs, exec and
+// attach of the groups bound to it): in process for the server's own
+// agent, over the network for the others (nodeclient.Dialer). Declared
+// here because only the API needs it.
+type NodeServices interface {
+	Service(ctx context.Context, node string) (nodeapi.Service, error)
 }
 
-// ExecRequest is one exec session.
-type ExecRequest struct {
-	Group     *types.ContainerGroup
-	Container string
-	// ID names the exec process on the node, unique per session.
-	ID string
-	// Args is the command split into words; Args[0] is the executable.
-	Args       []string
-	Rows, Cols uint16
-	Stdin      io.Reader
-	Output     io.Writer
-}
-
-// AttachRequest is one attach session.
-type AttachRequest struct {
-	Group     *types.ContainerGroup
-	Container string
-	Output    io.Writer
+// nodeService returns the services of the node g is bound to, and g as
+// the node names it. A group not placed on a node yet has none.
+func (s *Server) nodeService(ctx context.Context, g *types.ContainerGroup) (nodeapi.Service, nodeapi.GroupRef, error) {
+	ref := nodeapi.GroupRef{Key: g.Key(), UID: g.UID, Name: g.Name}
+	if s.nodeSvcs == nil {
+		return nil, ref, armError(http.StatusNotImplemented, "NotSupported", "This server does not reach the nodes of container groups.")
+	}
+	if g.NodeName == "" && !s.anyNode {
+		return nil, ref, armError(http.StatusConflict, "ContainerGroupTransitioning",
+			fmt.Sprintf("The container group '%s' is pending: it is not placed on a node yet. Please retry later.", g.Name))
+	}
+	svc, err := s.nodeSvcs.Service(ctx, g.NodeName)
+	if err != nil {
+		return nil, ref, err
+	}
+	return svc, ref, nil
 }
 
 // Terminal sizes: what az sends when it cannot tell, and the largest
@@ -119,7 +112,7 @@ func (s *Server) attachContainer(r *http.Request) (*response, error) {
 // sessionContainer loads the group and checks that it has the container
 // named in the path.
 func (s *Server) sessionContainer(r *http.Request) (*types.ContainerGroup, string, error) {
-	if s.execer == nil {
+	if s.nodeSvcs == nil {
 		return nil, "", armError(http.StatusNotImplemented, "NotSupported", "This server does not run exec or attach sessions.")
 	}
 	g, err := s.group(r)

@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/gorilla/websocket"
 
 	"github.com/berth-dev/berth/internal/embedetcd"
+	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -40,16 +42,47 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// fakeExecer records requests and runs the test's functions.
-type fakeExecer struct {
-	mu      sync.Mutex
-	execs   []ExecRequest
-	attachs []AttachRequest
-	exec    func(ctx context.Context, req ExecRequest) (uint32, error)
-	attach  func(ctx context.Context, req AttachRequest) error
+// testNode is the node the tests' groups are bound to.
+const testNode = "node-1"
+
+// fakeNodes are nodes by name; any other is unavailable.
+type fakeNodes map[string]nodeapi.Service
+
+func (f fakeNodes) Service(_ context.Context, node string) (nodeapi.Service, error) {
+	svc, ok := f[node]
+	if !ok {
+		return nil, fmt.Errorf("node '%s' cannot be reached: %w", node, errdefs.ErrUnavailable)
+	}
+	return svc, nil
 }
 
-func (f *fakeExecer) Exec(ctx context.Context, req ExecRequest) (uint32, error) {
+// bind places the group at key on node, as the scheduler does.
+func bind(t *testing.T, st *store.Store, key, node string) {
+	t.Helper()
+	groups := store.NewTyped[types.ContainerGroup](st, types.PrefixGroups)
+	g, _, err := groups.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.NodeName = node
+	if _, err := groups.Put(context.Background(), key, g); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeExecer is a node: it serves logs (the last lines of logs), and
+// records exec and attach requests and runs the test's functions.
+type fakeExecer struct {
+	logs    string
+	logErr  error
+	mu      sync.Mutex
+	execs   []nodeapi.ExecRequest
+	attachs []nodeapi.AttachRequest
+	exec    func(ctx context.Context, req nodeapi.ExecRequest) (uint32, error)
+	attach  func(ctx context.Context, req nodeapi.AttachRequest) error
+}
+
+func (f *fakeExecer) Exec(ctx context.Context, req nodeapi.ExecRequest) (uint32, error) {
 	f.mu.Lock()
 	f.execs = append(f.execs, req)
 	fn := f.exec
@@ -57,12 +90,19 @@ func (f *fakeExecer) Exec(ctx context.Context, req ExecRequest) (uint32, error) 
 	return fn(ctx, req)
 }
 
-func (f *fakeExecer) Attach(ctx context.Context, req AttachRequest) error {
+func (f *fakeExecer) Attach(ctx context.Context, req nodeapi.AttachRequest) error {
 	f.mu.Lock()
 	f.attachs = append(f.attachs, req)
 	fn := f.attach
 	f.mu.Unlock()
 	return fn(ctx, req)
+}
+
+func (f *fakeExecer) ReadLog(_ context.Context, req nodeapi.LogRequest) (string, error) {
+	if f.logErr != nil {
+		return "", f.logErr
+	}
+	return tailOf(f.logs, req.Tail), nil
 }
 
 func (f *fakeExecer) calls() (int, int) {
@@ -73,7 +113,7 @@ func (f *fakeExecer) calls() (int, int) {
 
 // echoUntilQuit writes back what it reads, prefixed, until a message holds
 // "quit", then exits 7.
-func echoUntilQuit(_ context.Context, req ExecRequest) (uint32, error) {
+func echoUntilQuit(_ context.Context, req nodeapi.ExecRequest) (uint32, error) {
 	buf := make([]byte, 1024)
 	for {
 		n, err := req.Stdin.Read(buf)
@@ -109,12 +149,12 @@ func newExecEnv(t *testing.T) *execEnv {
 	t.Cleanup(func() { cli.Close() })
 	st := store.New(cli, fmt.Sprintf("/test-%d/", prefixSeq.Add(1)))
 	clock := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
-	fx := &fakeExecer{exec: echoUntilQuit, attach: func(ctx context.Context, req AttachRequest) error {
+	fx := &fakeExecer{exec: echoUntilQuit, attach: func(ctx context.Context, req nodeapi.AttachRequest) error {
 		fmt.Fprint(req.Output, "line 1\n")
 		<-ctx.Done()
 		return nil
 	}}
-	api := New(Options{Store: st, Token: testToken, Logs: fakeLogs{}, Now: clock.now, Execer: fx, SessionTTL: sessionTTL})
+	api := New(Options{Store: st, Token: testToken, NodeServices: fakeNodes{testNode: fx}, Now: clock.now, SessionTTL: sessionTTL})
 	srv := httptest.NewTLSServer(api)
 	t.Cleanup(srv.Close)
 	t.Cleanup(api.CloseStreams)
@@ -127,6 +167,7 @@ func newExecEnv(t *testing.T) *execEnv {
 	if code, _, body := e.do("PUT", cgPath+"g1"+apiV, validGroup); code != http.StatusCreated {
 		t.Fatalf("create g1: %d %v", code, body)
 	}
+	bind(t, st, types.GroupKey(sub, "rg1", "g1"), testNode)
 	e.setState("Running")
 	return e
 }
@@ -377,7 +418,7 @@ func TestExecStream(t *testing.T) {
 	t.Run("a failing exec reports its error and closes with 1011", func(t *testing.T) {
 		e.t = t
 		e.execer.mu.Lock()
-		e.execer.exec = func(context.Context, ExecRequest) (uint32, error) {
+		e.execer.exec = func(context.Context, nodeapi.ExecRequest) (uint32, error) {
 			return 0, errors.New(`exec: "nope": executable file not found in $PATH`)
 		}
 		e.execer.mu.Unlock()
@@ -396,7 +437,7 @@ func TestExecStream(t *testing.T) {
 		e.t = t
 		canceled := make(chan struct{})
 		e.execer.mu.Lock()
-		e.execer.exec = func(ctx context.Context, _ ExecRequest) (uint32, error) {
+		e.execer.exec = func(ctx context.Context, _ nodeapi.ExecRequest) (uint32, error) {
 			<-ctx.Done()
 			close(canceled)
 			return 0, ctx.Err()
@@ -464,6 +505,31 @@ func TestExecStream(t *testing.T) {
 		refused(t, uri, "", http.Header{"Authorization": {"wrong"}}, "wrong session password")
 	})
 
+	t.Run("a session of a group whose node cannot be reached fails", func(t *testing.T) {
+		e.t = t
+		key := types.GroupKey(sub, "rg1", "g1")
+		for _, kind := range []string{"exec", "attach"} {
+			body := ""
+			if kind == "exec" {
+				body = `{"command": "sh"}`
+			}
+			uri, pw := e.post(kind, body)
+			bind(t, e.store, key, "node-gone")
+			execs, attachs := e.execer.calls()
+			conn := e.dial(uri, nil)
+			_ = conn.WriteMessage(websocket.TextMessage, []byte(pw))
+			out, ce := readToClose(t, conn)
+			bind(t, e.store, key, testNode)
+			if !strings.Contains(out, "node-gone") {
+				t.Errorf("%s: got output %q, want the error naming the node", kind, out)
+			}
+			checkClose(t, ce, websocket.CloseInternalServerErr, "cannot be reached")
+			if e2, a2 := e.execer.calls(); e2 != execs || a2 != attachs {
+				t.Errorf("%s: the session reached another node", kind)
+			}
+		}
+	})
+
 	t.Run("CloseStreams ends running sessions and refuses new ones", func(t *testing.T) {
 		e.t = t
 		uri, pw := e.post("attach", "")
@@ -491,6 +557,37 @@ func TestExecStream(t *testing.T) {
 			_, _ = io.Copy(io.Discard, resp.Body)
 		}
 	})
+}
+
+func TestContainerLogs_FromTheGroupsNode(t *testing.T) {
+	nodes := fakeNodes{
+		"node-1": &fakeExecer{logs: "on one\n"},
+		"node-2": &fakeExecer{logs: "on two\n"},
+		"node-3": &fakeExecer{logErr: fmt.Errorf("container group 'g1' (incarnation x) is not on this node: %w", errdefs.ErrNotFound)},
+	}
+	e := newEnvOpts(t, func(o *Options) { o.NodeServices = nodes })
+	e.createRG()
+	if code, _, body := e.do("PUT", cgPath+"g1"+apiV, validGroup); code != http.StatusCreated {
+		t.Fatalf("create g1: %d %v", code, body)
+	}
+	logs := cgPath + "g1/containers/web/logs" + apiV
+	key := types.GroupKey(sub, "rg1", "g1")
+
+	if code, _, body := e.do("GET", logs, ""); code != http.StatusConflict || errCode(body) != "ContainerGroupTransitioning" {
+		t.Errorf("logs of a group on no node = %d %v; want 409 ContainerGroupTransitioning", code, body)
+	}
+	bind(t, e.store, key, "node-2")
+	if code, _, body := e.do("GET", logs, ""); code != http.StatusOK || body["content"] != "on two\n" {
+		t.Errorf("logs of a group on node-2 = %d %v; want node-2's", code, body)
+	}
+	bind(t, e.store, key, "node-9")
+	if code, _, body := e.do("GET", logs, ""); code != http.StatusServiceUnavailable || errCode(body) != "ServiceUnavailable" {
+		t.Errorf("logs of a group on an unreachable node = %d %v; want 503 ServiceUnavailable", code, body)
+	}
+	bind(t, e.store, key, "node-3")
+	if code, _, body := e.do("GET", logs, ""); code != http.StatusNotFound {
+		t.Errorf("logs that the node does not have = %d %v; want 404", code, body)
+	}
 }
 
 func TestSessions(t *testing.T) {

@@ -28,12 +28,6 @@ import (
 	"github.com/berth-dev/berth/internal/types"
 )
 
-// LogReader reads a container's log. The in-process agent implements it;
-// declared here because only the API needs it.
-type LogReader interface {
-	ReadLog(ctx context.Context, g *types.ContainerGroup, container string, tail int) (string, error)
-}
-
 // Options configure the API server.
 type Options struct {
 	Store *store.Store
@@ -41,6 +35,13 @@ type Options struct {
 	Token string
 	// Tokens maps bearer tokens to principals and their subscriptions.
 	Tokens *auth.Tokens
+	// NodeServices reaches the node a group is bound to for its logs,
+	// exec and attach; without it (and without the deprecated Logs and
+	// Execer), those answer 501.
+	NodeServices NodeServices
+	// Logs and Execer serve every group, placed or not, in process.
+	//
+	// Deprecated: pass NodeServices (legacynodes.go).
 	Logs   LogReader
 	Logger *slog.Logger
 	// Now returns the current time; tests may fix it.
@@ -48,8 +49,7 @@ type Options struct {
 	// Capacity is what the node can give one group; a group requesting
 	// more is refused. Zero means unknown (no check).
 	Capacity types.ResourceList
-	// Execer runs exec and attach sessions; without one, their POSTs
-	// answer 501. (issue 4)
+	// Deprecated: see Logs.
 	Execer Execer
 	// SessionTTL is how long an exec or attach password stays valid;
 	// default DefaultSessionTTL. (issue 4)
@@ -89,7 +89,6 @@ const DefaultListPageSize = 100
 type Server struct {
 	store    *store.Store
 	tokens   *auth.Tokens
-	logs     LogReader
 	log      *slog.Logger
 	now      func() time.Time
 	capacity types.ResourceList
@@ -116,8 +115,12 @@ type Server struct {
 	dnsZone  string
 	dnsNames store.Typed[types.DNSName]
 
+	// The groups' nodes, for logs, exec and attach (exec.go); anyNode:
+	// they serve groups not placed on a node too (legacynodes.go).
+	nodeSvcs NodeServices
+	anyNode  bool
+
 	// Exec and attach sessions (issue 4, stream.go).
-	execer        Execer
 	sessions      *sessions
 	streamsCtx    context.Context
 	streamsCancel context.CancelFunc
@@ -131,7 +134,6 @@ func New(opts Options) *Server {
 	s := &Server{
 		store:    opts.Store,
 		tokens:   opts.Tokens,
-		logs:     opts.Logs,
 		log:      opts.Logger,
 		now:      opts.Now,
 		capacity: opts.Capacity,
@@ -155,7 +157,10 @@ func New(opts Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.execer = opts.Execer
+	s.nodeSvcs = opts.NodeServices
+	if s.nodeSvcs == nil && (opts.Logs != nil || opts.Execer != nil) {
+		s.nodeSvcs, s.anyNode = legacyNodes{logs: opts.Logs, execer: opts.Execer}, true
+	}
 	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
 	s.joinTokens, s.signNode, s.caPEM = opts.JoinTokens, opts.SignNode, opts.CAPEM
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)

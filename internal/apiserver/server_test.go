@@ -51,12 +51,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type fakeLogs struct{ content string }
-
-func (f fakeLogs) ReadLog(_ context.Context, _ *types.ContainerGroup, _ string, tail int) (string, error) {
-	return tailOf(f.content, tail), nil
-}
-
 func tailOf(s string, n int) string {
 	if n == 0 {
 		return s
@@ -92,7 +86,7 @@ func newEnvOpts(t *testing.T, set func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Store: st, Tokens: tokens, Logs: fakeLogs{content: "one\ntwo\nthree\n"},
+	opts := Options{Store: st, Tokens: tokens, NodeServices: fakeNodes{testNode: &fakeExecer{logs: "one\ntwo\nthree\n"}},
 		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}}
 	if set != nil {
 		set(&opts)
@@ -517,7 +511,8 @@ func TestGroupLifecycle(t *testing.T) {
 		}
 	}
 
-	// Logs.
+	// Logs, from the node the group is bound to.
+	bind(t, e.store, g.Key(), testNode)
 	if _, _, logs := e.do("GET", cgPath+"g1/containers/web/logs"+apiV+"&tail=2", ""); logs["content"] != "two\nthree\n" {
 		t.Errorf("logs tail=2 = %q", logs["content"])
 	}

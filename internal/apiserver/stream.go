@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/gorilla/websocket"
 
+	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -68,6 +69,11 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	node, ref, err := s.nodeService(ctx, g)
+	if err != nil {
+		ws.fail(err)
+		return
+	}
 	stdinR, stdinW := io.Pipe()
 	defer stdinR.Close()
 	go func() {
@@ -79,8 +85,8 @@ func (s *Server) execStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.log.Info("exec session started", "group", g.Key(), "container", sess.Container, "session", sess.ID, "command", sess.Command)
-	code, err := s.execer.Exec(ctx, ExecRequest{
-		Group:     g,
+	code, err := node.Exec(ctx, nodeapi.ExecRequest{
+		Group:     ref,
 		Container: sess.Container,
 		ID:        "berth-exec-" + sess.ID,
 		Args:      sess.Command,
@@ -122,12 +128,17 @@ func (s *Server) attachStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	node, ref, err := s.nodeService(ctx, g)
+	if err != nil {
+		ws.fail(err)
+		return
+	}
 	go func() {
 		for range ws.in {
 		}
 	}()
 	s.log.Info("attach session started", "group", g.Key(), "container", sess.Container, "session", sess.ID)
-	err := s.execer.Attach(ctx, AttachRequest{Group: g, Container: sess.Container, Output: ws.writer()})
+	err = node.Attach(ctx, nodeapi.AttachRequest{Group: ref, Container: sess.Container, Output: ws.writer()})
 	s.log.Info("attach session ended", "session", sess.ID, "err", err)
 	switch {
 	case ctx.Err() != nil:
