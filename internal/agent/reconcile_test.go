@@ -121,33 +121,99 @@ func TestAgent_RestartPolicyAfterAnExit(t *testing.T) {
 	}
 }
 
-func TestAgent_AnUpdateReplacesTheContainers(t *testing.T) {
+func TestAgent_ANewRunReplacesTheContainers(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(g *types.ContainerGroup)
+		image  string
+		run    string
+	}{
+		{"an update (a new generation)", func(g *types.ContainerGroup) {
+			g.Generation = 2
+			g.Spec.Containers[0].Image = "img:v2"
+		}, "img:v2", "2.0"},
+		{"a restart request", func(g *types.ContainerGroup) { g.Restarts = 1 }, "img:v1", "1.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := startTestNode(t)
+			g := testGroup("web", "u1", types.RestartAlways, "app")
+			n.plane.Put(g)
+			n.waitRunning(g)
+			id := n.id(g, "app")
+
+			tt.change(&g)
+			n.plane.Put(g)
+			waitFor(t, "the new run", func() bool {
+				st := n.status(g.Key())
+				spec, _ := n.rt.Spec(id)
+				return st.ObservedGeneration == g.Generation && st.ObservedRestarts == g.Restarts && st.State == types.GroupRunning &&
+					spec.Labels[runtime.LabelRun] == tt.run && n.containerState(g, "app") == runtime.StatusRunning
+			})
+
+			spec, _ := n.rt.Spec(id)
+			if spec.Image != tt.image || spec.Labels[runtime.LabelGeneration] != fmt.Sprint(g.Generation) {
+				t.Errorf("container runs %q, generation %q; want %s, %d", spec.Image, spec.Labels[runtime.LabelGeneration], tt.image, g.Generation)
+			}
+			if removed := n.rt.Removed(); !slices.Equal(removed, []string{id}) {
+				t.Errorf("removed %v, want the old container once", removed)
+			}
+			if slices.Contains(n.net.TornDown(), g.UID) {
+				t.Error("a new run tore down the group's network")
+			}
+			if cs := n.containerStatus(g.Key(), "app"); cs.Previous == nil || cs.Previous.DetailStatus != detailKilled {
+				t.Errorf("previous state %+v, want the old container Killed", cs.Previous)
+			}
+			if st := n.status(g.Key()); st.ProvisioningState != types.ProvisioningSucceeded {
+				t.Errorf("provisioning %q, want Succeeded", st.ProvisioningState)
+			}
+		})
+	}
+}
+
+func TestAgent_ARecreatedGroupReplacesTheOldIncarnation(t *testing.T) {
+	n := startTestNode(t)
+	old := testGroup("web", "u1", types.RestartAlways, "app")
+	n.plane.Put(old)
+	n.waitRunning(old)
+
+	// Deleted and created again under the same name while the agent was
+	// not looking: a new UID at the same key.
+	g := testGroup("web", "u2", types.RestartAlways, "app")
+	n.plane.Put(g)
+	n.waitRunning(g)
+
+	if n.containerState(old, "app") != "" {
+		t.Error("the old incarnation's container is left")
+	}
+	if torn := n.net.TornDown(); !slices.Equal(torn, []string{old.UID}) {
+		t.Errorf("tore down %v, want the old incarnation's network only", torn)
+	}
+	if st := n.status(g.Key()); st.UID != g.UID {
+		t.Errorf("status of %q, want the new incarnation's", st.UID)
+	}
+}
+
+func TestAgent_AStoppedGroupFreesTheNodeAndIsReportedStopped(t *testing.T) {
 	n := startTestNode(t)
 	g := testGroup("web", "u1", types.RestartAlways, "app")
 	n.plane.Put(g)
 	n.waitRunning(g)
-	id := n.id(g, "app")
 
-	g.Generation = 2
-	g.Spec.Containers[0].Image = "img:v2"
+	g.Stopped = true
 	n.plane.Put(g)
-	n.waitRunning(g)
-
-	spec, _ := n.rt.Spec(id)
-	if spec.Image != "img:v2" || spec.Labels[runtime.LabelRun] != "2.0" || spec.Labels[runtime.LabelGeneration] != "2" {
-		t.Errorf("container runs %q for run %q, generation %q; want img:v2, 2.0, 2", spec.Image, spec.Labels[runtime.LabelRun], spec.Labels[runtime.LabelGeneration])
+	waitFor(t, "the group reported Stopped", func() bool { return n.status(g.Key()).State == types.GroupStopped })
+	if ids := n.rt.IDs(); len(ids) != 0 {
+		t.Errorf("containers %v left of a stopped group", ids)
 	}
-	if removed := n.rt.Removed(); !slices.Equal(removed, []string{id}) {
-		t.Errorf("removed %v, want the old container once", removed)
+	if _, ok, _ := n.net.Attached(g.UID); ok {
+		t.Error("a stopped group keeps its network attachment")
 	}
-	if slices.Contains(n.net.TornDown(), g.UID) {
-		t.Error("an update tore down the group's network")
+	if st := n.status(g.Key()); st.IP != "" {
+		t.Errorf("a stopped group reports IP %q", st.IP)
 	}
-	if cs := n.containerStatus(g.Key(), "app"); cs.Previous == nil || cs.Previous.DetailStatus != detailKilled {
-		t.Errorf("previous state %+v, want the old container Killed", cs.Previous)
-	}
-	if st := n.status(g.Key()); st.ProvisioningState != types.ProvisioningSucceeded {
-		t.Errorf("provisioning %q, want Succeeded", st.ProvisioningState)
+	if n.plane.TornDownCalls() != 0 || n.plane.Group(g.Key()) == nil {
+		t.Error("a stop was reported as a finished delete")
 	}
 }
 
