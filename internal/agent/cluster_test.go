@@ -119,14 +119,14 @@ func TestClusterFirewallState(t *testing.T) {
 			wantManaged: []netip.Prefix{public, vnetA},
 		},
 		{
-			name: "the node's own groups are left to the local half, but their subnets are managed",
-			eps:  []types.Endpoint{pubEndpoint("g1", "a", "10.88.0.5"), vnetEndpoint("g2", "a", "10.140.0.4", "s1/rg/w", "10.140.0.0/24")},
+			name:        "the node's own groups are left to the local half, but their subnets are managed",
+			eps:         []types.Endpoint{pubEndpoint("g1", "a", "10.88.0.5"), vnetEndpoint("g2", "a", "10.140.0.4", "s1/rg/w", "10.140.0.0/24")},
 			wantManaged: []netip.Prefix{public, vnetB},
 		},
 		{
-			name: "a group without an address kind accepts nothing, its subscription is lower case",
-			eps:  []types.Endpoint{{Group: "S2/rg/g1", UID: "u", Subscription: "S2", IP: "10.88.0.9", Node: "b", Kind: types.EndpointNone}},
-			wantGroups: []firewall.Group{{Name: "S2/rg/g1", UID: "u", Subscription: "s2", IP: netip.MustParseAddr("10.88.0.9"), Kind: firewall.KindNone, Subnet: public}},
+			name:        "a group without an address of its own kind accepts nothing from others; its subscription is lower case",
+			eps:         []types.Endpoint{{Group: "S2/rg/g1", UID: "u", Subscription: "S2", IP: "10.88.0.9", Node: "b", Kind: types.EndpointNone}},
+			wantGroups:  []firewall.Group{{Name: "S2/rg/g1", UID: "u", Subscription: "s2", IP: netip.MustParseAddr("10.88.0.9"), Kind: firewall.KindNone, Subnet: public}},
 			wantManaged: []netip.Prefix{public},
 		},
 		{

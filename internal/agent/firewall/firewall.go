@@ -135,8 +135,8 @@ type Firewall struct {
 	hostPorts []Port
 
 	mu      sync.Mutex
-	local   State // the node's own groups (Apply)
-	cluster State // the other nodes' groups (ApplyCluster)
+	local   State  // the node's own groups (Apply)
+	cluster State  // the other nodes' groups (ApplyCluster)
 	last    string // the script of the last applied transaction
 	applied bool
 }
