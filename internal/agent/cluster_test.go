@@ -124,7 +124,7 @@ func TestClusterFirewallState(t *testing.T) {
 			wantManaged: []netip.Prefix{public, vnetB},
 		},
 		{
-			name:        "a group without an address of its own kind accepts nothing from others; its subscription is lower case",
+			name:        "a group without an ipAddress (kind None) keeps its address for its own traffic only; its subscription is lower case",
 			eps:         []types.Endpoint{{Group: "S2/rg/g1", UID: "u", Subscription: "S2", IP: "10.88.0.9", Node: "b", Kind: types.EndpointNone}},
 			wantGroups:  []firewall.Group{{Name: "S2/rg/g1", UID: "u", Subscription: "s2", IP: netip.MustParseAddr("10.88.0.9"), Kind: firewall.KindNone, Subnet: public}},
 			wantManaged: []netip.Prefix{public},
