@@ -238,10 +238,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.syncFirewall(ctx); err != nil {
 		a.log.Warn("sync firewall at start", "error", err)
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		a.runFirewall(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		// Routes and firewall rules for the groups of the other nodes.
+		if err := a.runCluster(ctx); err != nil {
+			a.log.Warn("cluster network", "error", err)
+		}
 	}()
 	a.resync(ctx)
 	tick := time.NewTicker(a.opts.Resync)

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,15 @@ func specFromWire(group string, w *armv1.ContainerGroup) (types.GroupSpec, error
 	p := w.Properties
 	if p == nil {
 		return spec, badRequest("MissingRequiredProperty", "The request content is missing the required 'properties' object.")
+	}
+	for _, z := range w.Zones {
+		if z = strings.TrimSpace(z); z == "" || len(z) > 32 {
+			return spec, badRequest("InvalidAvailabilityZone",
+				fmt.Sprintf("The availability zone '%s' of container group '%s' is invalid: want a zone name such as '1'.", z, group))
+		}
+		if !slices.Contains(spec.Zones, z) {
+			spec.Zones = append(spec.Zones, z)
+		}
 	}
 	switch strings.ToLower(p.OSType) {
 	case "linux":
@@ -361,6 +371,7 @@ func groupToWire(g *types.ContainerGroup, st *types.GroupStatus, withInstanceVie
 		Name:       g.Name,
 		Type:       armv1.ResourceType,
 		Location:   g.Location,
+		Zones:      g.Spec.Zones,
 		Tags:       tags,
 		Properties: props,
 	}

@@ -56,6 +56,7 @@ Run 'berth login --config DATA_DIR/client.json' once to point them at a server.`
 	})
 	root.AddCommand(
 		newServerCommand(),
+		newAgentCommand(),
 		newLoginCommand(),
 		newConfigureCommand(),
 		newGroupCommand(),

@@ -64,5 +64,6 @@ func addNodeFlags(f *pflag.FlagSet, n *config.Node) {
 	f.StringVar(&n.NodeName, "node-name", n.NodeName, "name of the node in the cluster (default: the host name)")
 	f.StringVar(&n.Zone, "zone", n.Zone, `availability zone of the node ("1", "2", ...); groups that ask for zones run only on nodes of those zones`)
 	f.Float64Var(&n.CPU, "cpu", n.CPU, "CPUs groups may request of the node (default: all of the machine's)")
+	f.StringVar(&n.CgroupParent, "cgroup-parent", n.CgroupParent, "cgroup every container of the node is under (default /berth)")
 	f.Float64Var(&n.MemoryGB, "memory-gb", n.MemoryGB, "GB of memory groups may request of the node (default: all of the machine's)")
 }

@@ -30,6 +30,9 @@ type Node struct {
 
 	ContainerdAddress  string
 	InsecureRegistries []string
+	// CgroupParent is the cgroup every container of the node is under;
+	// nodes sharing a machine need their own.
+	CgroupParent string
 	// Bridge is the CNI bridge the node's public groups attach to.
 	Bridge string
 	// CNIPluginDirs hold the CNI plugin binaries.
@@ -232,6 +235,9 @@ func (c *Node) validate() []error {
 	}
 	if l := len(c.Bridge); l == 0 || l > 15 {
 		errs = append(errs, fmt.Errorf("--bridge-name %q: want 1 to 15 characters", c.Bridge))
+	}
+	if c.CgroupParent != "" && !strings.HasPrefix(c.CgroupParent, "/") {
+		errs = append(errs, fmt.Errorf("--cgroup-parent %q: want an absolute cgroup path such as /berth", c.CgroupParent))
 	}
 	if c.PidsLimit < 1 {
 		errs = append(errs, fmt.Errorf("--pids-limit %d: want 1 or more", c.PidsLimit))

@@ -30,10 +30,14 @@ import (
 	"github.com/berth-dev/berth/internal/controllers/nodes"
 	"github.com/berth-dev/berth/internal/controllers/scheduler"
 	"github.com/berth-dev/berth/internal/embedetcd"
+	"github.com/berth-dev/berth/internal/join"
+	"github.com/berth-dev/berth/internal/nodeapi"
+	"github.com/berth-dev/berth/internal/nodeclient"
 	"github.com/berth-dev/berth/internal/nodeplane"
 	"github.com/berth-dev/berth/internal/pki"
 	"github.com/berth-dev/berth/internal/sealing"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/types"
 )
 
 // ClientConfigFile is written to the data dir once the API answers.
@@ -143,11 +147,28 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		TenantID:     tenant,     // DNS name labels
 		DNSZone:      cfg.DNSZone,
 		Nodes:        nodeAPI,
+		NodeIdentity: pki.NodeName,
+		// Agents join with a single-use token for a certificate of the CA.
+		JoinTokens: join.New(st, nil),
+		SignNode: func(csr []byte, node string, ips []net.IP) ([]byte, error) {
+			return bundle.SignNode(csr, node, ips, nodeCertTTL)
+		},
+		CAPEM: bundle.CAPEM(),
 	}
+	// Logs, exec and attach reach the group's node: the local agent in
+	// process, the others' node servers with the API's client certificate
+	// (the kubelet pattern).
+	var localSvc nodeapi.Service
 	if local != nil {
-		apiOpts.Logs = local.agent
-		apiOpts.Execer = execer{local.streams}
+		localSvc = local.agent.Service()
 	}
+	nodeRecords := store.NewTyped[types.Node](st, types.PrefixNodes)
+	apiOpts.NodeServices = nodeclient.NewDialer(cfg.NodeName, localSvc,
+		func(ctx context.Context, name string) (types.Node, error) {
+			n, _, err := nodeRecords.Get(ctx, name)
+			return n, err
+		},
+		&tls.Config{RootCAs: bundle.CAPool(), Certificates: []tls.Certificate{bundle.APIClientCert()}, MinVersion: tls.VersionTLS12})
 	api := apiserver.New(apiOpts)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -155,8 +176,10 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{
-		Handler:           api,
-		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{bundle.ServerCert}, MinVersion: tls.VersionTLS12},
+		Handler: api,
+		// Nodes present their certificate; everyone else a bearer token.
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{bundle.ServerCert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: bundle.CAPool()},
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -227,6 +250,10 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	})
 	return g.Wait()
 }
+
+// nodeCertTTL is how long a node's certificate is valid. Nodes do not
+// renew it yet: a year keeps that far off.
+const nodeCertTTL = 365 * 24 * time.Hour
 
 // runtimeStateDir is where runc keeps the state of Berth's containers. It
 // must not survive a reboot (runc refuses ids it still has state for), so

@@ -47,7 +47,6 @@ type nodeParams struct {
 type node struct {
 	agent   *agent.Agent
 	runtime *runtime.Runtime
-	streams *agent.Streams
 }
 
 // newNode connects to containerd and sets up the node's networks and
@@ -58,6 +57,7 @@ func newNode(ctx context.Context, p nodeParams) (n *node, closeFn func(), err er
 		Address:            cfg.ContainerdAddress,
 		InsecureRegistries: cfg.InsecureRegistries,
 		StateDir:           runtimeStateDir(p.dataDir),
+		CgroupParent:       cfg.CgroupParent,
 		PidsLimit:          cfg.PidsLimit,
 		Isolation:          runtime.Isolation(cfg.Isolation),
 		UserNSRemap:        cfg.UserNSRemap,
@@ -78,7 +78,10 @@ func newNode(ctx context.Context, p nodeParams) (n *node, closeFn func(), err er
 	if u := rt.UserNS(); u != nil {
 		groupUserNS = &network.UserNS{HostID: u.HostID, Size: u.Size}
 	}
-	nw, err := network.New(network.Options{Dir: p.dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: p.subnet, UserNS: groupUserNS})
+	// Groups get the address the scheduler chose, unique in the cluster;
+	// the firewall masquerades their traffic to the world, so that traffic
+	// between groups on different nodes keeps its source address.
+	nw, err := network.New(network.Options{Dir: p.dataDir, PluginDirs: cfg.CNIPluginDirs, Bridge: cfg.Bridge, Subnet: p.subnet, UserNS: groupUserNS, ClusterRouting: true})
 	if err != nil {
 		return fail(fmt.Errorf("set up the group network: %w", err))
 	}
@@ -115,7 +118,7 @@ func newNode(ctx context.Context, p nodeParams) (n *node, closeFn func(), err er
 		Endpoints: p.plane.Endpoints(),
 		Nodes:     p.plane.Nodes(),
 	})
-	return &node{agent: ag, runtime: rt, streams: agent.NewStreams(rt, ag.LogPath)}, func() { rt.Close() }, nil
+	return &node{agent: ag, runtime: rt}, func() { rt.Close() }, nil
 }
 
 // nodeName is the configured name, or the host's name made fit for one.

@@ -36,6 +36,11 @@ type Containerd struct {
 	NetNSPath string
 
 	dir string // holds root, state, opt and the sockets
+
+	config, logPath string
+	cmd             *exec.Cmd
+	done            chan struct{}
+	killed          bool
 }
 
 // containerdConfig is containerd 1.6's config (version 2). CRI is disabled
@@ -110,39 +115,74 @@ func startContainerd(t testing.TB, netnsPath string) *Containerd {
 		t.Fatalf("write containerd config: %v", err)
 	}
 
-	logPath := filepath.Join(logDir, "containerd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
+	c.config, c.logPath = config, filepath.Join(logDir, "containerd.log")
+	if err := c.launch(); err != nil {
 		removeTree(t, dir)
-		t.Fatalf("create containerd log: %v", err)
+		t.Fatalf("start containerd: %v", err)
+	}
+	dumpLogOnFailure(t, "containerd", c.logPath)
+	t.Cleanup(func() { c.stop(t) })
+	if err := waitServing(c.Address, c.done, 30*time.Second); err != nil {
+		t.Fatalf("containerd did not come up: %v", err)
+	}
+	return c
+}
+
+// launch starts the daemon process, appending to its log.
+func (c *Containerd) launch() error {
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("open containerd log: %w", err)
 	}
 	defer logFile.Close()
-
-	argv := []string{"containerd", "--config", config}
-	if netnsPath != "" {
-		argv = nsenterArgs(netnsPath, argv...)
+	argv := []string{"containerd", "--config", c.config}
+	if c.NetNSPath != "" {
+		argv = nsenterArgs(c.NetNSPath, argv...)
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = daemonAttrs()
 	if err := startDaemon(cmd); err != nil {
-		removeTree(t, dir)
-		t.Fatalf("start containerd: %v", err)
+		return err
 	}
 	done := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		close(done)
 	}()
+	c.cmd, c.done = cmd, done
+	return nil
+}
 
-	dumpLogOnFailure(t, "containerd", logPath)
-	t.Cleanup(func() { c.stop(t, cmd, done) })
-
-	if err := waitServing(c.Address, done, 30*time.Second); err != nil {
-		t.Fatalf("containerd did not come up: %v", err)
+// Kill SIGKILLs the daemon, as a crash would: its shims and containers
+// keep running, as they do when containerd dies.
+func (c *Containerd) Kill(t testing.TB) {
+	t.Helper()
+	if c.cmd == nil {
+		return
 	}
-	return c
+	_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+	_ = c.cmd.Process.Kill()
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("containerd %s did not die on SIGKILL", c.Address)
+	}
+	c.killed = true
+}
+
+// Restart starts the daemon again after Kill, on the same root and
+// state: it finds the shims still running.
+func (c *Containerd) Restart(t testing.TB) {
+	t.Helper()
+	if err := c.launch(); err != nil {
+		t.Fatalf("restart containerd: %v", err)
+	}
+	c.killed = false
+	if err := waitServing(c.Address, c.done, 30*time.Second); err != nil {
+		t.Fatalf("containerd did not come up again: %v", err)
+	}
 }
 
 // Client returns a containerd client for c that is closed when t ends.
@@ -195,7 +235,14 @@ func isServing(address string) (bool, error) {
 // stop tears everything down in the only order that leaves nothing behind:
 // shims outlive containerd, so tasks go first, through the API, while the
 // daemon still runs.
-func (c *Containerd) stop(t testing.TB, cmd *exec.Cmd, done <-chan struct{}) {
+func (c *Containerd) stop(t testing.TB) {
+	cmd, done := c.cmd, c.done
+	if c.killed { // killed by the test and not restarted: start it to purge
+		if err := c.launch(); err == nil {
+			cmd, done = c.cmd, c.done
+			_ = waitServing(c.Address, done, 30*time.Second)
+		}
+	}
 	select {
 	case <-done:
 		t.Errorf("containerd exited before the end of the test")

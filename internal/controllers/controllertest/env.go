@@ -27,7 +27,9 @@ type Env struct {
 }
 
 // Runner is a controller's Run.
-type Runner interface{ Run(ctx context.Context) error }
+type Runner interface {
+	Run(ctx context.Context) error
+}
 
 // Start returns an env whose informers run until the test ends; make
 // controllers on e.Informers and pass them to e.Run.
