@@ -43,13 +43,16 @@ test: setup
 	$(MAKE) --no-print-directory bench-smoke
 
 # Benchmarks of Berth next to ctr and podman on this machine, in one run
-# (docs/benchmarks.md). bench refreshes the doc's tables (about 20 minutes);
+# (docs/benchmarks.md), then the control plane at cluster size with simulated
+# agents (bench/cluster). bench refreshes the doc's tables (about 20 minutes);
 # bench-smoke runs every step a few times and checks only that each works.
 bench: setup
 	BERTH_BENCH=full $(GO) test -count=1 -run '^TestBench$$' -timeout 45m -v ./bench/
+	BERTH_BENCH=full $(GO) test -count=1 -run '^TestCluster$$' -timeout 45m -v ./bench/cluster/
 
 bench-smoke: setup
 	BERTH_BENCH=smoke $(GO) test -count=1 -run '^TestBench$$' -timeout 10m -v ./bench/
+	BERTH_BENCH=smoke $(GO) test -count=1 -run '^TestCluster$$' -timeout 5m -v ./bench/cluster/
 
 # Only the tests that need neither root nor daemons.
 test-unit:
