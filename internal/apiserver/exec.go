@@ -26,7 +26,7 @@ func (s *Server) nodeService(ctx context.Context, g *types.ContainerGroup) (node
 	if s.nodeSvcs == nil {
 		return nil, ref, armError(http.StatusNotImplemented, "NotSupported", "This server does not reach the nodes of container groups.")
 	}
-	if g.NodeName == "" && !s.anyNode {
+	if g.NodeName == "" {
 		return nil, ref, armError(http.StatusConflict, "ContainerGroupTransitioning",
 			fmt.Sprintf("The container group '%s' is pending: it is not placed on a node yet. Please retry later.", g.Name))
 	}

@@ -36,21 +36,14 @@ type Options struct {
 	// Tokens maps bearer tokens to principals and their subscriptions.
 	Tokens *auth.Tokens
 	// NodeServices reaches the node a group is bound to for its logs,
-	// exec and attach; without it (and without the deprecated Logs and
-	// Execer), those answer 501.
+	// exec and attach; without it, those answer 501.
 	NodeServices NodeServices
-	// Logs and Execer serve every group, placed or not, in process.
-	//
-	// Deprecated: pass NodeServices (legacynodes.go).
-	Logs   LogReader
-	Logger *slog.Logger
+	Logger       *slog.Logger
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
 	// Capacity is what the node can give one group; a group requesting
 	// more is refused. Zero means unknown (no check).
 	Capacity types.ResourceList
-	// Deprecated: see Logs.
-	Execer Execer
 	// SessionTTL is how long an exec or attach password stays valid;
 	// default DefaultSessionTTL. (issue 4)
 	SessionTTL time.Duration
@@ -115,10 +108,8 @@ type Server struct {
 	dnsZone  string
 	dnsNames store.Typed[types.DNSName]
 
-	// The groups' nodes, for logs, exec and attach (exec.go); anyNode:
-	// they serve groups not placed on a node too (legacynodes.go).
+	// The groups' nodes, for logs, exec and attach (exec.go).
 	nodeSvcs NodeServices
-	anyNode  bool
 
 	// Exec and attach sessions (issue 4, stream.go).
 	sessions      *sessions
@@ -158,9 +149,6 @@ func New(opts Options) *Server {
 		s.now = time.Now
 	}
 	s.nodeSvcs = opts.NodeServices
-	if s.nodeSvcs == nil && (opts.Logs != nil || opts.Execer != nil) {
-		s.nodeSvcs, s.anyNode = legacyNodes{logs: opts.Logs, execer: opts.Execer}, true
-	}
 	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
 	s.joinTokens, s.signNode, s.caPEM = opts.JoinTokens, opts.SignNode, opts.CAPEM
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)

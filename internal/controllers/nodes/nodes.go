@@ -34,6 +34,11 @@ type Options struct {
 	Informers *controllers.Informers
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// WatchedSince is when the controller began to watch the leases: one
+	// renewed before it counts as renewed then. Default: when Run starts,
+	// so that a server that was down for longer than a lease's TTL does
+	// not take every node for lost before their agents reach it again.
+	WatchedSince time.Time
 }
 
 // Controller keeps node conditions and moves groups off lost or draining
@@ -69,6 +74,9 @@ func New(opts Options) *Controller {
 
 // Run watches nodes until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.opts.WatchedSince.IsZero() {
+		c.opts.WatchedSince = c.opts.Now().UTC()
+	}
 	if err := c.opts.Informers.WaitSynced(ctx); err != nil {
 		return nil
 	}
@@ -88,7 +96,11 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (controller.Res
 	n := it.Value
 	now := c.opts.Now().UTC()
 	lease, hasLease := c.opts.Informers.Leases.Get(name)
-	ready := hasLease && !lease.Expired(now)
+	judged := lease
+	if judged.RenewedAt.Before(c.opts.WatchedSince) {
+		judged.RenewedAt = c.opts.WatchedSince
+	}
+	ready := hasLease && !judged.Expired(now)
 	cond := types.NodeCondition{Type: types.NodeReady, Status: types.ConditionTrue, Reason: ReasonLeaseValid,
 		Message: "The node's agent renews its lease.", LastTransitionTime: now}
 	if !ready {
@@ -124,7 +136,7 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (controller.Res
 	}
 	if ready {
 		// Look again when the lease would lapse without a renewal.
-		return controller.Result{RequeueAfter: lease.RenewedAt.Add(time.Duration(lease.TTLSeconds)*time.Second).Sub(now) + 100*time.Millisecond}, nil
+		return controller.Result{RequeueAfter: judged.RenewedAt.Add(time.Duration(lease.TTLSeconds)*time.Second).Sub(now) + 100*time.Millisecond}, nil
 	}
 	return controller.Result{}, nil
 }

@@ -42,7 +42,8 @@ func TestNodes(t *testing.T) {
 	draining := controllertest.ReadyNode("drained", "", 4, 8)
 	draining.Unschedulable, draining.Draining = true, true
 	put(draining, now, "leaves")
-	e.Run(t, nodes.New(nodes.Options{Store: e.Store, Informers: e.Informers}))
+	// Watching since long ago: the lapsed lease counts at once.
+	e.Run(t, nodes.New(nodes.Options{Store: e.Store, Informers: e.Informers, WatchedSince: now.Add(-time.Hour)}))
 
 	node := func(name string) types.Node {
 		n, _, err := e.Nodes.Get(ctx, name)
@@ -110,4 +111,33 @@ func TestNodes(t *testing.T) {
 			return c != nil && c.Status == types.ConditionFalse, fmt.Sprintf("%+v", c)
 		})
 	})
+}
+
+// A server that starts (or restarts) gives every node a lease's TTL to
+// renew against it: leases that lapsed while it was down are not node
+// losses yet.
+func TestNodes_StartGrace(t *testing.T) {
+	t.Parallel()
+	e := controllertest.Start(t)
+	ctx := t.Context()
+	n := controllertest.ReadyNode("quiet", "", 4, 8)
+	if _, err := e.Nodes.Create(ctx, n.Name, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Leases.Put(ctx, n.Name, types.Lease{Node: n.Name, RenewedAt: time.Now().UTC().Add(-time.Hour), TTLSeconds: 2}); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	e.Run(t, nodes.New(nodes.Options{Store: e.Store, Informers: e.Informers}))
+	controllertest.Eventually(t, "quiet goes NotReady once its grace is over", func() (bool, string) {
+		got, _, err := e.Nodes.Get(ctx, n.Name)
+		if err != nil {
+			return false, err.Error()
+		}
+		c := got.Condition(types.NodeReady)
+		return c != nil && c.Status == types.ConditionFalse, fmt.Sprintf("condition %+v", c)
+	})
+	if waited := time.Since(started); waited < 2*time.Second {
+		t.Errorf("NotReady %s after the start, before the lease's TTL of 2s", waited)
+	}
 }
