@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -29,6 +34,8 @@ type cluster struct {
 	nn     *testenv.NodeNetwork
 	ctds   []*testenv.Containerd
 	agents []*testenv.Agent
+	// cliConfig is the berth CLI's configuration, logged in as the admin.
+	cliConfig string
 }
 
 // newCluster makes the infra network with room for size nodes and the
@@ -57,17 +64,46 @@ func newCluster(t *testing.T, size int) *cluster {
 	return c
 }
 
-// joinToken makes a join token through the admin API.
+// joinToken makes a join token the way an operator does.
 func (c *cluster) joinToken(t *testing.T) string {
 	t.Helper()
-	var out struct {
-		Token string `json:"token"`
+	tok := strings.TrimSpace(c.cli(t, "node", "token", "create", "--ttl", "1h"))
+	if tok == "" || strings.ContainsAny(tok, " \n") {
+		t.Fatalf("berth node token create printed %q, want the token alone", tok)
 	}
-	c.admin(t, http.MethodPost, "/berth/v1/jointokens", map[string]string{"ttl": "1h"}, http.StatusCreated, &out)
-	if out.Token == "" {
-		t.Fatal("join token: empty token")
+	return tok
+}
+
+// cli runs the berth CLI as the admin and fails the test unless it exits 0.
+func (c *cluster) cli(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := testenv.BuildBerth(t)
+	run := func(args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "BERTH_CONFIG="+c.cliConfig)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("berth %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		}
+		return stdout.String()
 	}
-	return out.Token
+	if c.cliConfig == "" {
+		dir := t.TempDir()
+		c.cliConfig = filepath.Join(dir, "config.json")
+		b, err := json.Marshal(c.srv.Client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientJSON := filepath.Join(dir, "client.json")
+		if err := os.WriteFile(clientJSON, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		run("login", "--config", clientJSON)
+	}
+	return run(args...)
 }
 
 // admin calls the node API with the admin token and decodes the answer.
@@ -240,6 +276,12 @@ func TestCluster(t *testing.T) {
 		c.startNode(t, i, 1)
 	}
 	names := []string{c.nn.Nodes[0].Name, c.nn.Nodes[1].Name, c.nn.Nodes[2].Name}
+	list := c.cli(t, "node", "list")
+	for i, n := range names {
+		if !regexp.MustCompile(`(?m)^` + n + `\s+Ready\s+` + fmt.Sprint(i+1) + `\s`).MatchString(list) {
+			t.Errorf("berth node list does not show %s Ready in zone %d:\n%s", n, i+1, list)
+		}
+	}
 
 	t.Run("a used token joins nobody", func(t *testing.T) {
 		tok := c.joinToken(t)
@@ -308,7 +350,7 @@ func TestCluster(t *testing.T) {
 		}
 		// A shell on each node, pinned there by its zone.
 		busybox := testenv.PushBusyboxImage(t, c.reg)
-		shell := to.SliceOfPtrs("/bin/sh", "-c", "echo shell-up; trap 'exit 0' TERM; while true; do sleep 1; done")
+		shell := to.SliceOfPtrs("/bin/sh", "-c", "echo shell-up; trap 'exit 0' TERM; while true; do echo tick-$(date +%s); sleep 1; done")
 		for i := range 3 {
 			cg := busyboxGroup(busybox, "sh", "Always", shell)
 			cg.Properties.Containers[0].Properties.Resources.Requests.CPU = to.Ptr(0.1)
@@ -329,6 +371,14 @@ func TestCluster(t *testing.T) {
 			out, code, err := c.execOut(ctx, name, "sh", "echo from-$((40+2)); exit 3")
 			if err != nil || code != 3 || !strings.Contains(out, "from-42") {
 				t.Errorf("exec in %s on %s: %q, code %d, %v", name, names[i], out, code, err)
+			}
+			// Attach streams the output printed after attaching.
+			sess := c.postSession(ctx, t, name, "sh", "attach", nil)
+			conn := c.dial(ctx, t, sess.WebSocketURI, http.Header{"Authorization": {sess.Password}})
+			out, err = newReader(conn).until(ctx, 20*time.Second, func(s string) bool { return strings.Count(s, "tick-") >= 2 })
+			conn.Close()
+			if err != nil {
+				t.Errorf("attach to %s on %s: want 2 ticks: %v; got %q", name, names[i], err, out)
 			}
 			if err := c.remove(ctx, name); err != nil {
 				t.Errorf("delete %s: %v", name, err)
@@ -473,7 +523,6 @@ func TestCluster(t *testing.T) {
 			twice := false
 			for _, g := range lost {
 				twice = twice || slices.Contains(run[names[victim]], g)
-				whereRuns(t, run, g)
 			}
 			if !twice {
 				break
@@ -483,11 +532,19 @@ func TestCluster(t *testing.T) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
+		// And it stays so: each group runs once, elsewhere.
+		time.Sleep(3 * time.Second)
+		run := c.running(t)
+		for _, g := range lost {
+			if on := whereRuns(t, run, g); on == "" || on == names[victim] {
+				t.Errorf("group %s runs on %q after the rejoin, want another node: %v", g, on, run)
+			}
+		}
 	})
 
 	t.Run("drain empties a node, cordon keeps new groups off", func(t *testing.T) {
 		drained := names[1]
-		c.admin(t, http.MethodPost, "/berth/v1/nodes/"+drained+"/drain", nil, http.StatusOK, nil)
+		c.cli(t, "node", "drain", drained)
 		deadline := time.Now().Add(60 * time.Second)
 		for len(c.running(t)[drained]) > 0 {
 			if time.Now().After(deadline) {
@@ -499,7 +556,10 @@ func TestCluster(t *testing.T) {
 			c.waitRunning(ctx, t, g)
 		}
 		cordoned := names[2]
-		c.admin(t, http.MethodPost, "/berth/v1/nodes/"+cordoned+"/cordon", nil, http.StatusOK, nil)
+		c.cli(t, "node", "cordon", cordoned)
+		if list := c.cli(t, "node", "list"); !regexp.MustCompile(`(?m)^` + cordoned + `\s+Ready,SchedulingDisabled\s`).MatchString(list) {
+			t.Errorf("berth node list does not show %s cordoned:\n%s", cordoned, list)
+		}
 		for i := range 3 {
 			name := fmt.Sprintf("after-cordon-%d", i)
 			if _, err := c.create(ctx, t, name, smallGroup(c.helloRef, 0.05)); err != nil {
