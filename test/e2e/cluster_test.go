@@ -404,6 +404,16 @@ func TestCluster(t *testing.T) {
 		}
 		far := smallGroup(c.helloRef, 0.1)
 		far.Zones = []*string{to.Ptr("2")}
+		// A second server in the group, on a port the group does not
+		// declare: closed to everyone outside the group, on any node.
+		far.Properties.Containers = append(far.Properties.Containers, &armcontainerinstance.Container{
+			Name: to.Ptr("side"),
+			Properties: &armcontainerinstance.ContainerProperties{
+				Image:     to.Ptr(busybox),
+				Command:   to.SliceOfPtrs("/bin/sh", "-c", "trap 'exit 0' TERM; httpd -f -p 81 -h /tmp & wait"),
+				Resources: &armcontainerinstance.ResourceRequirements{Requests: &armcontainerinstance.ResourceRequests{CPU: to.Ptr(0.05), MemoryInGB: to.Ptr(0.1)}},
+			},
+		})
 		for name, cg := range map[string]armcontainerinstance.ContainerGroup{
 			"v1-near": private(vnet1+"/subnets/s1", "1"),
 			"v1-far":  private(vnet1+"/subnets/s1", "3"),
@@ -435,6 +445,17 @@ func TestCluster(t *testing.T) {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
+		// Port 81 listens inside the group...
+		if err := (execProber{e: c.env, group: "pub-far", container: "side"}).probe(ctx, "127.0.0.1:81"); err != nil {
+			t.Fatalf("port 81 does not listen in pub-far: %v", err)
+		}
+		// ...and is closed to node-0.
+		dctx, dcancel := context.WithTimeout(ctx, 3*time.Second)
+		if conn, err := c.nn.Nodes[0].DialContext(dctx, "tcp", ips["pub-far"]+":81"); err == nil {
+			conn.Close()
+			t.Errorf("the undeclared port 81 of a public group on node-1 answers node-0")
+		}
+		dcancel()
 		near := execProber{e: c.env, group: "v1-near", container: "web"}
 		// One virtual network spans nodes; another stays apart. The far
 		// httpd may be a moment behind its Running state.
