@@ -44,7 +44,7 @@ import (
 // that what breaks first shows.
 type mode struct {
 	name           string
-	steps          []int // simulated nodes per step
+	steps          []step
 	groupsPerNode  int
 	placeGroups    int // scheduler step
 	placeNodes     int
@@ -55,10 +55,25 @@ type mode struct {
 }
 
 var modes = map[string]mode{
-	"smoke": {name: "smoke", steps: []int{20}, groupsPerNode: 2, placeGroups: 2000, placeNodes: 200,
+	"smoke": {name: "smoke", steps: []step{{20, true}}, groupsPerNode: 2, placeGroups: 2000, placeNodes: 200,
 		idle: 4 * time.Second, joinTimeout: time.Minute, runningTimeout: time.Minute, concurrency: 8},
-	"full": {name: "full", steps: []int{100, 300, 1000}, groupsPerNode: 10, placeGroups: 10000, placeNodes: 1000,
+	"full": {name: "full", steps: []step{{100, true}, {300, true}, {1000, true}, {300, false}, {1000, false}}, groupsPerNode: 10, placeGroups: 10000, placeNodes: 1000,
 		idle: 15 * time.Second, joinTimeout: 3 * time.Minute, runningTimeout: 5 * time.Minute, concurrency: 32},
+}
+
+// step is one cluster size. Without watchAll the agents keep only the
+// informer of their own groups, which tells the cost of every agent
+// watching every endpoint and node apart from the rest.
+type step struct {
+	nodes    int
+	watchAll bool
+}
+
+func (s step) String() string {
+	if s.watchAll {
+		return fmt.Sprintf("nodes-%d", s.nodes)
+	}
+	return fmt.Sprintf("nodes-%d-assigned-only", s.nodes)
 }
 
 const (
@@ -82,9 +97,9 @@ func TestCluster(t *testing.T) {
 	t.Cleanup(func() { slog.SetDefault(prev) })
 	rep := &report{m: m, started: time.Now()}
 	t.Run("place", func(t *testing.T) { rep.place = placeStep(t, m) })
-	for _, n := range m.steps {
-		t.Run(fmt.Sprintf("nodes-%d", n), func(t *testing.T) {
-			r := runStep(t, m, n)
+	for _, st := range m.steps {
+		t.Run(st.String(), func(t *testing.T) {
+			r := runStep(t, m, st)
 			rep.steps = append(rep.steps, r)
 			if m.name == "smoke" && !r.ok() {
 				t.Errorf("the cluster did not work: %s", r.problems())
@@ -103,6 +118,7 @@ func TestCluster(t *testing.T) {
 // stepResult is what one cluster size measured.
 type stepResult struct {
 	nodes, groups int
+	watchAll      bool
 	join          time.Duration // agents' start → every node Ready
 	idle, create  window
 	createTime    time.Duration // first PUT → last Running
@@ -282,7 +298,7 @@ type agentsProcess struct {
 	log   *os.File
 }
 
-func startAgents(t *testing.T, s *stack, n int) *agentsProcess {
+func startAgents(t *testing.T, s *stack, n int, watchAll bool) *agentsProcess {
 	t.Helper()
 	dir := t.TempDir()
 	if err := s.ca.save(dir); err != nil {
@@ -293,7 +309,7 @@ func startAgents(t *testing.T, s *stack, n int) *agentsProcess {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestClusterAgents$", "-test.count=1", "-test.timeout=0")
-	cmd.Env = append(os.Environ(), envAgentsDir+"="+dir, envAgents+"="+strconv.Itoa(n), envURL+"="+s.ts.URL, envWatchAll+"=1")
+	cmd.Env = append(os.Environ(), envAgentsDir+"="+dir, envAgents+"="+strconv.Itoa(n), envURL+"="+s.ts.URL, envWatchAll+"="+map[bool]string{true: "1", false: "0"}[watchAll])
 	cmd.Stdout, cmd.Stderr = logf, logf
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -346,10 +362,11 @@ func tail(b []byte, n int) []byte {
 // runStep runs one cluster of n simulated nodes: join, an idle window
 // with leases only, then n×groupsPerNode groups created through the ARM
 // API until each is reported Running.
-func runStep(t *testing.T, m mode, n int) stepResult {
+func runStep(t *testing.T, m mode, sp step) stepResult {
 	ctx := t.Context()
 	s := startStack(t)
-	res := stepResult{nodes: n, groups: n * m.groupsPerNode}
+	n := sp.nodes
+	res := stepResult{nodes: n, groups: n * m.groupsPerNode, watchAll: sp.watchAll}
 
 	var notReady atomic.Int64
 	s.informers.Nodes.OnChange(func(ch controller.Change[types.Node]) {
@@ -373,7 +390,7 @@ func runStep(t *testing.T, m mode, n int) stepResult {
 	}
 
 	start := time.Now()
-	agents := startAgents(t, s, n)
+	agents := startAgents(t, s, n, sp.watchAll)
 	mt := meter{cli: s.cli, agentPID: agents.cmd.Process.Pid}
 	if !waitFor(ctx, m.joinTimeout, func() bool { return readyNodes(s.informers) == n }) {
 		t.Fatalf("%d of %d nodes Ready after %s", readyNodes(s.informers), n, m.joinTimeout)

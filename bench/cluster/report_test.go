@@ -66,11 +66,15 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "\n### C2. Control plane with simulated agents, %d groups per node\n\n", r.m.groupsPerNode)
 	b.WriteString("Idle: leases only, before any group. Create: first PUT to last group Running. " +
 		"Server CPU is the server process (etcd, store, informers, controllers, API, TLS) in cores; the agents run in another process.\n\n")
-	b.WriteString("| nodes | groups | all Ready after | idle: server CPU | idle: etcd writes/s | idle: renew p50 / p99 | create: server CPU | create: etcd writes/s | create: renew p50 / p99 / max | PUT answer p50 / p99 | PUT → Running p50 / p99 | groups Running/s | agents' CPU (idle / create) | problems |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| nodes | agents watch | groups | all Ready after | idle: server CPU | idle: etcd writes/s | idle: renew p50 / p99 | create: server CPU | create: etcd writes/s | create: renew p50 / p99 / max | PUT answer p50 / p99 | PUT → Running p50 / p99 | groups Running/s | agents' CPU (idle / create) | problems |\n")
+	b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, s := range r.steps {
-		fmt.Fprintf(&b, "| %d | %d | %s | %.2f | %.0f | %s / %s | %.2f | %.0f | %s / %s / %s | %s / %s | %s / %s | %.0f | %.2f / %.2f | %s |\n",
-			s.nodes, s.groups, secs(s.join), s.idle.serverCores, s.idle.writesPerSec, ms(s.renewIdle.Median), ms(s.renewIdle.P99),
+		watch := "all endpoints and nodes"
+		if !s.watchAll {
+			watch = "own groups only"
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %s | %.2f | %.0f | %s / %s | %.2f | %.0f | %s / %s / %s | %s / %s | %s / %s | %.0f | %.2f / %.2f | %s |\n",
+			s.nodes, watch, s.groups, secs(s.join), s.idle.serverCores, s.idle.writesPerSec, ms(s.renewIdle.Median), ms(s.renewIdle.P99),
 			s.create.serverCores, s.create.writesPerSec, ms(s.renewCreate.Median), ms(s.renewCreate.P99), ms(s.renewCreate.Max),
 			ms(s.put.Median), ms(s.put.P99), ms(s.toRunning.Median), ms(s.toRunning.P99),
 			float64(s.running)/s.createTime.Seconds(), s.idle.agentCPU, s.create.agentCPU, s.problems())
@@ -82,6 +86,9 @@ func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d)/1e3)
 func ms(d time.Duration) string {
 	if d == 0 {
 		return "—"
+	}
+	if d >= 10*time.Second {
+		return fmt.Sprintf("%.1f s", d.Seconds())
 	}
 	if d < 10*time.Millisecond {
 		return fmt.Sprintf("%.1f ms", float64(d)/1e6)
