@@ -52,7 +52,7 @@ the data dir, and writes DATA_DIR/client.json once the API answers.`,
 	f.StringVar(&cfg.RunscShim, "runsc-shim", "", "Berth's gVisor shim, containerd-shim-runsc-v1 (default: next to the berth binary, else in /usr/local/lib/berth)")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "HOST:PORT serving /debug/pprof without authentication (off by default; keep it on loopback)")
 	// The cluster.
-	f.BoolVar(&cfg.LocalAgent, "local-agent", cfg.LocalAgent, "run a node agent in the server process, registered as node --node-name (off: only `berth agent` nodes run groups)")
+	f.BoolVar(&cfg.LocalAgent, "local-agent", cfg.LocalAgent, "run a node agent in the server process, registered as node --node-name (off: only nodes that joined with berth agent run groups)")
 	f.StringVar(&cfg.SchedulerPolicy, "scheduler-policy", cfg.SchedulerPolicy, "how the scheduler chooses among nodes with room: spread (fewest groups first) or binpack (fullest first)")
 	addNodeFlags(f, &cfg.Node)
 	return cmd

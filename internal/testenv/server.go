@@ -36,6 +36,15 @@ type ClientConfig struct {
 	Token    string `json:"token"`
 }
 
+// LocalNodeName is the node name of a test server's in-process agent,
+// and LocalNodeCPU and LocalNodeMemoryGB what it offers groups unless the
+// test passes --cpu.
+const (
+	LocalNodeName     = "local"
+	LocalNodeCPU      = "256"
+	LocalNodeMemoryGB = "1024"
+)
+
 // ServerOptions configures StartServer.
 type ServerOptions struct {
 	// Containerd is the daemon the server's agent uses (required, unless
@@ -307,6 +316,18 @@ func (s *Server) start(t testing.TB) error {
 	}
 	if s.opts.NoLocalAgent {
 		args = append(args, "--local-agent=false")
+	} else {
+		if !slices.Contains(s.opts.ExtraArgs, "--node-name") {
+			// One name on every machine: it shows in events (Scheduled).
+			args = append(args, "--node-name", LocalNodeName)
+		}
+		if !slices.Contains(s.opts.ExtraArgs, "--cpu") {
+			// The scheduler counts requests against the node's
+			// allocatable; tests of other things run more groups at
+			// once than a small test machine has CPUs, as they did
+			// before there was a scheduler. Capacity tests pass --cpu.
+			args = append(args, "--cpu", LocalNodeCPU, "--memory-gb", LocalNodeMemoryGB)
+		}
 	}
 	args = append(args,
 		"--bridge-name", s.Bridge,
