@@ -404,6 +404,7 @@ func TestCluster(t *testing.T) {
 		}
 		far := smallGroup(c.helloRef, 0.1)
 		far.Zones = []*string{to.Ptr("2")}
+		far.Properties.IPAddress.DNSNameLabel = to.Ptr("far-" + randomHex(t, 4))
 		// A second server in the group, on a port the group does not
 		// declare: closed to everyone outside the group, on any node.
 		far.Properties.Containers = append(far.Properties.Containers, &armcontainerinstance.Container{
@@ -425,9 +426,16 @@ func TestCluster(t *testing.T) {
 		ips := map[string]string{}
 		wctx, wcancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer wcancel()
+		var farFQDN string
 		for _, name := range []string{"v1-near", "v1-far", "v2-near", "pub-far"} {
-			ips[name] = groupIP(c.waitRunning(wctx, t, name))
+			cg := c.waitRunning(wctx, t, name)
+			ips[name] = groupIP(cg)
+			if name == "pub-far" {
+				farFQDN = fqdnOf(cg)
+			}
 		}
+		// Its DNS name resolves to it, wherever it runs.
+		c.waitResolves(t, farFQDN, ips["pub-far"], 10*time.Second)
 		// A public group on node-1 answers in node-0's namespace.
 		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DialContext: c.nn.Nodes[0].DialContext}}
 		deadline := time.Now().Add(30 * time.Second)
