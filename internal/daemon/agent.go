@@ -108,25 +108,7 @@ func RunAgent(ctx context.Context, cfg config.Agent, log *slog.Logger) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.agent.Run(gctx) })
-	g.Go(func() error {
-		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve node server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 3*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if err != nil {
-			err = srv.Close()
-		}
-		// Shutdown leaves websockets alone: end exec and attach sessions
-		// so that their processes are removed.
-		ns.Close()
-		return err
-	})
+	g.Go(func() error { return serveTLS(gctx, "node server", srv, ln, 3*time.Second, ns.Close, log) })
 	log.Info("berth agent running", "node", name, "node_server", ln.Addr().String(), "servers", cfg.Servers)
 	return g.Wait()
 }

@@ -200,29 +200,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	if local != nil {
 		g.Go(func() error { return local.agent.Run(gctx) })
 	}
-	g.Go(func() error {
-		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve API: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if errors.Is(err, context.DeadlineExceeded) {
-			// A connection still busy (or opened less than 5 s ago and
-			// not yet used, which Shutdown counts as busy) is cut: a
-			// client's spare connection must not fail the shutdown.
-			log.Warn("API connections still open after 5s; closing them")
-			err = srv.Close()
-		}
-		// Shutdown leaves hijacked (websocket) connections alone: end the
-		// exec and attach sessions so their processes are removed (issue 4).
-		api.CloseStreams()
-		return err
-	})
+	g.Go(func() error { return serveTLS(gctx, "API", srv, ln, 5*time.Second, api.CloseStreams, log) })
 	if cfg.PprofListen != "" {
 		g.Go(func() error { return servePprof(gctx, cfg.PprofListen, log) })
 	}
