@@ -184,7 +184,7 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 
-	dnsSvc, err := newDNSService(cfg, st, log.With("component", "dns")) // issue 5
+	dnsSvc, err := newDNSService(cfg, informers, log.With("component", "dns")) // issue 5
 	if err != nil {
 		return err
 	}

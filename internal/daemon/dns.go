@@ -13,24 +13,22 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/config"
+	"github.com/berth-dev/berth/internal/controllers"
 	"github.com/berth-dev/berth/internal/dns"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
 
-// dnsService is the built-in DNS server and the sync that feeds it from
-// the store (issue 5).
+// dnsService is the built-in DNS server and the controller that feeds it
+// from the server's informers.
 type dnsService struct {
-	srv   *dns.Server
-	table *dns.Table
-	zone  string
-	store *store.Store
-	log   *slog.Logger
+	srv     *dns.Server
+	records *dns.RecordSync
 }
 
 // newDNSService binds the DNS server's sockets, or returns nil when
 // cfg.DNSListen is empty.
-func newDNSService(cfg config.Server, st *store.Store, log *slog.Logger) (*dnsService, error) {
+func newDNSService(cfg config.Server, in *controllers.Informers, log *slog.Logger) (*dnsService, error) {
 	if cfg.DNSListen == "" {
 		return nil, nil
 	}
@@ -53,8 +51,9 @@ func newDNSService(cfg config.Server, st *store.Store, log *slog.Logger) (*dnsSe
 			return nil, fmt.Errorf("--dns-forward %s is the DNS server's own address (--dns-listen %s): queries would loop", up, cfg.DNSListen)
 		}
 	}
-	d := &dnsService{table: &dns.Table{}, zone: cfg.DNSZone, store: st, log: log}
-	srv, err := dns.Listen(dns.Options{Listen: cfg.DNSListen, Zone: cfg.DNSZone, Forward: forward, Records: d.table, Logger: log})
+	table := &dns.Table{}
+	d := &dnsService{records: dns.NewRecords(in.Groups, in.Statuses, cfg.DNSZone, table, log)}
+	srv, err := dns.Listen(dns.Options{Listen: cfg.DNSListen, Zone: cfg.DNSZone, Forward: forward, Records: table, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("start the DNS server (--dns-listen %q; \"\" disables it): %w", cfg.DNSListen, err)
 	}
@@ -65,7 +64,7 @@ func newDNSService(cfg config.Server, st *store.Store, log *slog.Logger) (*dnsSe
 // run serves DNS and keeps the records current until ctx ends.
 func (d *dnsService) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return dns.Sync(gctx, d.store, d.zone, d.table, d.log) })
+	g.Go(func() error { return d.records.Run(gctx) })
 	g.Go(func() error { return d.srv.Serve(gctx) })
 	return g.Wait()
 }

@@ -6,11 +6,10 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	mdns "github.com/miekg/dns"
 
-	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -67,43 +66,54 @@ func (t *Table) Len() int {
 	return 0
 }
 
-// Sync keeps t equal to the names of the running groups in the store until
-// ctx ends: a group's FQDN maps to the IP its agent reported, for as long
-// as the group is neither stopped nor being deleted. It lists, then
-// watches groups and statuses, and lists again when a watch lost events.
-func Sync(ctx context.Context, st *store.Store, zone string, t *Table, log *slog.Logger) error {
-	groups := store.NewTyped[types.ContainerGroup](st, types.PrefixGroups)
-	statuses := store.NewTyped[types.GroupStatus](st, types.PrefixGroupStatus)
-	for ctx.Err() == nil {
-		v := view{groups: map[string]groupName{}, ips: map[string]statusIP{}}
-		gs, grev, err := groups.List(ctx)
-		if err == nil {
-			var ss []store.Item[types.GroupStatus]
-			var srev int64
-			if ss, srev, err = statuses.List(ctx); err == nil {
-				for _, it := range gs {
-					v.putGroup(it.Key, &it.Value)
-				}
-				for _, it := range ss {
-					v.putStatus(it.Key, &it.Value)
-				}
-				t.Set(zone, v.records())
-				wctx, cancel := context.WithCancel(ctx)
-				v.follow(wctx, groups.Watch(wctx, grev), statuses.Watch(wctx, srev), zone, t, log)
-				cancel() // ends the other watch too
-				continue
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		log.Warn("dns: list groups", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+// RecordSync keeps a Table current from the groups and their statuses as
+// the server's informers see them: running groups with an FQDN and an
+// IP. One reconcile rebuilds every record, and the changes that come
+// while it runs are merged into the next one by the controller's queue.
+type RecordSync struct {
+	groups   *controller.Informer[types.ContainerGroup]
+	statuses *controller.Informer[types.GroupStatus]
+	zone     string
+	table    *Table
+	ctl      *controller.Controller
+}
+
+// recordsKey is the controller's only key: the whole table.
+const recordsKey = "records"
+
+// NewRecords returns the controller that fills t; Run starts it. The
+// informers are run by their owner.
+func NewRecords(groups *controller.Informer[types.ContainerGroup], statuses *controller.Informer[types.GroupStatus], zone string, t *Table, log *slog.Logger) *RecordSync {
+	r := &RecordSync{groups: groups, statuses: statuses, zone: zone, table: t}
+	r.ctl = controller.New("dns", r, controller.Options{Workers: 1, Logger: log})
+	groups.OnChange(func(controller.Change[types.ContainerGroup]) { r.ctl.Enqueue(recordsKey) })
+	statuses.OnChange(func(controller.Change[types.GroupStatus]) { r.ctl.Enqueue(recordsKey) })
+	return r
+}
+
+// Run keeps the table current until ctx ends.
+func (r *RecordSync) Run(ctx context.Context) error {
+	if err := r.groups.WaitSynced(ctx); err != nil {
+		return nil
 	}
-	return nil
+	if err := r.statuses.WaitSynced(ctx); err != nil {
+		return nil
+	}
+	r.ctl.Enqueue(recordsKey)
+	return r.ctl.Run(ctx)
+}
+
+// Reconcile rebuilds the table from the informers' caches.
+func (r *RecordSync) Reconcile(context.Context, string) (controller.Result, error) {
+	v := view{groups: map[string]groupName{}, ips: map[string]statusIP{}}
+	for _, it := range r.groups.List() {
+		v.putGroup(it.Key, &it.Value)
+	}
+	for _, it := range r.statuses.List() {
+		v.putStatus(it.Key, &it.Value)
+	}
+	r.table.Set(r.zone, v.records())
+	return controller.Result{}, nil
 }
 
 // view is what the records are made of, by group key.
@@ -151,44 +161,4 @@ func (v *view) records() map[string]netip.Addr {
 		}
 	}
 	return out
-}
-
-// follow applies the watch events until a watch reports lost events or
-// ends; the caller then lists again.
-func (v *view) follow(ctx context.Context, gw, sw <-chan store.Event, zone string, t *Table, log *slog.Logger) {
-	for {
-		var ev store.Event
-		var ok, isGroup bool
-		select {
-		case ev, ok = <-gw:
-			isGroup = true
-		case ev, ok = <-sw:
-		case <-ctx.Done():
-			return
-		}
-		if !ok || ev.Type == store.EventReset {
-			return
-		}
-		switch {
-		case ev.Type == store.EventDelete && isGroup:
-			delete(v.groups, ev.Key)
-		case ev.Type == store.EventDelete:
-			delete(v.ips, ev.Key)
-		case isGroup:
-			var g types.ContainerGroup
-			if err := ev.Decode(&g); err != nil {
-				log.Warn("dns: decode group", "key", ev.Key, "err", err)
-				continue
-			}
-			v.putGroup(ev.Key, &g)
-		default:
-			var st types.GroupStatus
-			if err := ev.Decode(&st); err != nil {
-				log.Warn("dns: decode group status", "key", ev.Key, "err", err)
-				continue
-			}
-			v.putStatus(ev.Key, &st)
-		}
-		t.Set(zone, v.records())
-	}
 }

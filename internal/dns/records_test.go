@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/embedetcd/etcdtest"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
@@ -42,9 +43,10 @@ func TestTable_Set(t *testing.T) {
 	}
 }
 
-// TestSync runs the sync against a real etcd and checks that the table
-// follows groups and statuses: running groups with an FQDN and an IP only.
-func TestSync(t *testing.T) {
+// TestRecordSync runs the sync against a real etcd, through informers as
+// the server has them, and checks that the table follows groups and
+// statuses: running groups with an FQDN and an IP only.
+func TestRecordSync(t *testing.T) {
 	st := store.New(etcdtest.NewClient(t), "/dnssync/")
 	groups := store.NewTyped[types.ContainerGroup](st, types.PrefixGroups)
 	statuses := store.NewTyped[types.GroupStatus](st, types.PrefixGroupStatus)
@@ -64,12 +66,19 @@ func TestSync(t *testing.T) {
 
 	tab := &Table{}
 	sctx, cancel := contextWithCancel(t)
-	done := make(chan error, 1)
-	go func() { done <- Sync(sctx, st, zone, tab, slog.Default()) }()
+	done := make(chan error, 3)
+	gi := controller.NewInformer(controller.StoreSource(groups), controller.InformerOptions{Name: "groups"})
+	si := controller.NewInformer(controller.StoreSource(statuses), controller.InformerOptions{Name: "statuses"})
+	rs := NewRecords(gi, si, zone, tab, slog.Default())
+	go func() { done <- gi.Run(sctx) }()
+	go func() { done <- si.Run(sctx) }()
+	go func() { done <- rs.Run(sctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("sync: %v", err)
+		for range 3 {
+			if err := <-done; err != nil {
+				t.Errorf("sync: %v", err)
+			}
 		}
 	})
 
