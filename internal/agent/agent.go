@@ -5,13 +5,16 @@
 //
 // The files, top down:
 //   - agent.go: what the agent needs of the world (ControlPlane, the
-//     runtime, the network), New, Run and the work loop;
+//     runtime, the network), New, Run, the node's lease, and the passes
+//     over groups on the controller library (internal/controller);
 //   - reconcile.go: one pass over one group, and tearing groups down;
 //   - containers.go: running a group's containers (init containers, then
 //     main containers, restarts and back-off, pulls, exit watchers);
 //   - spec.go: the runtime.ContainerSpec of a container, pure;
 //   - status.go: the instance view (states, events) and its reporting;
 //   - gc.go: the periodic resync, which collects leftovers of gone groups;
+//   - cluster.go: routes and firewall rules for the groups of other nodes;
+//   - service.go: logs, exec and attach of the node's groups for the API;
 //   - probe.go, volumes.go, files.go, groupdir.go, firewall.go, streams.go:
 //     probes, volumes, per-group files, the firewall, exec and attach.
 package agent
@@ -126,15 +129,18 @@ type Options struct {
 	Nodes     controller.Source[types.Node]
 }
 
-// retryDelay is how soon a group whose pass failed is tried again.
+// retryDelay is how soon a group whose pass failed is tried again first;
+// it doubles up to five times that while the pass keeps failing.
 const retryDelay = 2 * time.Second
 
 // Agent realises container groups on one node.
 type Agent struct {
-	opts  Options
-	log   *slog.Logger
-	queue *queue
-	now   func() time.Time
+	opts Options
+	log  *slog.Logger
+	// ctl runs the passes over groups: one at a time per group, merged
+	// when asked for again meanwhile, retried with back-off.
+	ctl *controller.Controller
+	now func() time.Time
 	// groups are the groups bound to the node, fed by Plane.Assigned.
 	groups   desiredGroups
 	informer *controller.Informer[types.ContainerGroup]
@@ -149,7 +155,7 @@ type Agent struct {
 	// Firewall sync (firewall.go).
 	fwMu    sync.Mutex
 	fwKnown map[string]string // group UID -> IP covered by the applied rules
-	fwKick  chan struct{}
+	fwCtl   *controller.Controller
 }
 
 // New returns an agent; Run starts it.
@@ -169,15 +175,16 @@ func New(opts Options) *Agent {
 	a := &Agent{
 		opts:          opts,
 		log:           opts.Logger,
-		queue:         newQueue(),
 		now:           time.Now,
 		waiting:       map[string]bool{},
 		pendingEvents: map[string][]pendingEvent{},
-		fwKick:        make(chan struct{}, 1),
 	}
+	a.fwCtl = a.newFirewallController()
+	a.ctl = controller.New("agent", controller.ReconcileFunc(a.pass), controller.Options{
+		Workers: opts.Workers, Logger: opts.Logger, Backoff: controller.Backoff{Base: retryDelay, Max: 5 * retryDelay}})
 	if opts.Plane != nil {
 		a.informer = controller.NewInformer(opts.Plane.Assigned(), controller.InformerOptions{Name: "assigned-groups", Logger: opts.Logger})
-		a.informer.OnChange(func(ch controller.Change[types.ContainerGroup]) { a.queue.add(ch.Key) })
+		a.informer.OnChange(func(ch controller.Change[types.ContainerGroup]) { a.enqueue(ch.Key) })
 		a.groups = a.informer
 	}
 	return a
@@ -206,7 +213,7 @@ func (a *Agent) group(key string) *types.ContainerGroup {
 // ends. Containers keep running when it returns: the next agent adopts
 // them.
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.queue.close()
+	defer a.ctl.Queue().ShutDown()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
@@ -226,13 +233,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.informer.WaitSynced(ctx); err != nil {
 		return nil
 	}
-	for range a.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.work(ctx)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.ctl.Run(ctx)
+	}()
 	// Rebuild the firewall before anything else, from what is on disk:
 	// a restarted agent has its rules back before the first pass.
 	if err := a.syncFirewall(ctx); err != nil {
@@ -256,7 +261,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			a.queue.close()
 			return nil
 		case <-tick.C:
 			a.resync(ctx)
@@ -303,37 +307,18 @@ func (a *Agent) holdLease(ctx context.Context) {
 	}
 }
 
-// work reconciles the keys of the queue until it closes. A pass that asks
-// for another one later (a back-off running out) gets it then; a failed
-// pass is retried soon.
-func (a *Agent) work(ctx context.Context) {
-	for {
-		key, ok := a.queue.get()
-		if !ok {
-			return
-		}
-		requeue, err := a.reconcile(ctx, key)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			a.log.Warn("reconcile failed; retrying", "group", key, "error", err)
-			a.after(ctx, retryDelay, key)
-		case requeue > 0:
-			a.after(ctx, requeue, key)
-		}
-		a.kickFirewall()
-		a.queue.done(key)
-	}
+// pass reconciles one group for the controller. A pass that asks for
+// another one later (a back-off running out) gets it then; a failed pass
+// is retried with the controller's back-off. The firewall follows every
+// pass: a group attached or released changes its rules.
+func (a *Agent) pass(ctx context.Context, key string) (controller.Result, error) {
+	requeue, err := a.reconcile(ctx, key)
+	a.kickFirewall()
+	return controller.Result{RequeueAfter: requeue}, err
 }
 
-// after queues key again once d has passed.
-func (a *Agent) after(ctx context.Context, d time.Duration, key string) {
-	time.AfterFunc(d, func() {
-		if ctx.Err() == nil {
-			a.queue.add(key)
-		}
-	})
-}
+// enqueue asks for a pass over the group at key.
+func (a *Agent) enqueue(key string) { a.ctl.Enqueue(key) }
 
 // utcNow is the agent's clock, in UTC as the instance view shows time.
 func (a *Agent) utcNow() time.Time { return a.now().UTC() }

@@ -167,9 +167,4 @@ func testGroup(name, uid, policy string, containers ...string) types.ContainerGr
 }
 
 // quiet reports whether no pass over key runs or waits in the queue.
-func (n *testNode) quiet(key string) bool {
-	q := n.a.queue
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return !q.processing[key] && !q.dirty[key]
-}
+func (n *testNode) quiet(key string) bool { return n.a.ctl.Queue().Idle(key) }

@@ -357,7 +357,7 @@ func (a *Agent) watch(ctx context.Context, key, id string) {
 		delete(a.waiting, id)
 		a.mu.Unlock()
 		if ctx.Err() == nil {
-			a.queue.add(key)
+			a.enqueue(key)
 		}
 	}()
 }

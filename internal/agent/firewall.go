@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/agent/firewall"
 	"github.com/berth-dev/berth/internal/agent/network"
+	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -108,25 +109,22 @@ func (a *Agent) firewallCovers(uid, ip string) bool {
 	return ok && known == ip
 }
 
-// kickFirewall asks for a sync soon; kicks coalesce.
-func (a *Agent) kickFirewall() {
-	select {
-	case a.fwKick <- struct{}{}:
-	default:
-	}
+// firewallKey is the firewall controller's only key: the whole table.
+const firewallKey = "firewall"
+
+// newFirewallController syncs the whole table on each request; requests
+// that come while a sync runs are merged into the next one, and a failed
+// sync is retried with back-off.
+func (a *Agent) newFirewallController() *controller.Controller {
+	sync := controller.ReconcileFunc(func(ctx context.Context, _ string) (controller.Result, error) {
+		return controller.Result{}, a.syncFirewall(ctx)
+	})
+	return controller.New("firewall", sync, controller.Options{Logger: a.log,
+		Backoff: controller.Backoff{Base: time.Second, Max: 30 * time.Second}})
 }
 
-// runFirewall syncs on every kick until ctx ends, retrying failures.
-func (a *Agent) runFirewall(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-a.fwKick:
-		}
-		if err := a.syncFirewall(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("sync firewall; retrying", "err", err)
-			time.AfterFunc(2*time.Second, a.kickFirewall)
-		}
-	}
-}
+// kickFirewall asks for a sync soon.
+func (a *Agent) kickFirewall() { a.fwCtl.Enqueue(firewallKey) }
+
+// runFirewall syncs on every kick until ctx ends.
+func (a *Agent) runFirewall(ctx context.Context) { a.fwCtl.Run(ctx) }

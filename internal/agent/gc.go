@@ -34,11 +34,11 @@ func (a *Agent) resync(ctx context.Context) {
 	live := map[string]bool{}
 	for _, g := range groups {
 		live[g.UID] = true
-		a.queue.add(g.Key())
+		a.enqueue(g.Key())
 	}
 	for _, info := range infos {
 		if k := info.Labels[runtime.LabelGroup]; k != "" {
-			a.queue.add(k) // its pass removes it if its group is gone
+			a.enqueue(k) // its pass removes it if its group is gone
 		}
 		if uid := info.Labels[runtime.LabelGroupUID]; uid != "" {
 			live[uid] = true // its netns goes when its container goes

@@ -132,13 +132,13 @@ func (a *Agent) runProbe(ctx context.Context, key, id, name, ip, kind string, pr
 		if err == nil {
 			successes, failures = successes+1, 0
 			if successes >= max(pr.SuccessThreshold, 1) && verdict(true) {
-				a.queue.add(key)
+				a.enqueue(key)
 			}
 		} else {
 			successes, failures = 0, failures+1
 			a.probeEvent(key, name, fmt.Sprintf("%s probe failed: %v", kind, err))
 			if failures >= max(pr.FailureThreshold, 1) && verdict(false) {
-				a.queue.add(key)
+				a.enqueue(key)
 			}
 		}
 		if !sleepCtx(ctx, period) {
@@ -152,7 +152,7 @@ func (a *Agent) probeEvent(key, container, msg string) {
 	a.mu.Lock()
 	a.pendingEvents[key] = append(a.pendingEvents[key], pendingEvent{container: container, name: "Unhealthy", msg: msg, at: a.now().UTC()})
 	a.mu.Unlock()
-	a.queue.add(key)
+	a.enqueue(key)
 }
 
 type pendingEvent struct {

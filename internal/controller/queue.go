@@ -168,6 +168,14 @@ func (q *Queue) Done(key string) {
 	}
 }
 
+// Idle reports whether key neither waits in the queue nor is being
+// processed (a delayed add that is not due yet does not count).
+func (q *Queue) Idle(key string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.dirty[key] && !q.processing[key]
+}
+
 // Len is the number of keys ready to be handed out.
 func (q *Queue) Len() int {
 	q.mu.Lock()

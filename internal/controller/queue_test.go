@@ -39,6 +39,25 @@ func TestQueue(t *testing.T) {
 			t.Fatalf("len after Done = %d, want 1", n)
 		}
 	})
+	t.Run("a key is idle only when it neither waits nor is processed", func(t *testing.T) {
+		q := NewQueue(Backoff{})
+		defer q.ShutDown()
+		if !q.Idle("a") {
+			t.Fatal("a key never added is not idle")
+		}
+		q.Add("a")
+		if q.Idle("a") {
+			t.Fatal("a waiting key is idle")
+		}
+		k, _ := q.Get()
+		if q.Idle(k) {
+			t.Fatal("a key being processed is idle")
+		}
+		q.Done(k)
+		if !q.Idle(k) {
+			t.Fatal("a key done is not idle")
+		}
+	})
 	t.Run("no key is ever held by two workers at once", func(t *testing.T) {
 		q := NewQueue(Backoff{})
 		var held sync.Map
