@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/nodeplane"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -63,7 +64,7 @@ func TestClusterAgents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", envAgents, err)
 	}
-	ca, err := loadCA(dir)
+	ca, err := pkitest.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestClusterAgents(t *testing.T) {
 // simAgents are the simulated nodes of one process and what they saw.
 type simAgents struct {
 	url      string
-	ca       *testCA
+	ca       *pkitest.CA
 	watchAll bool
 
 	mu           sync.Mutex
@@ -136,13 +137,13 @@ type simAgent struct {
 }
 
 func (s *simAgents) newAgent(name string) (*simAgent, error) {
-	cert, err := s.ca.issue("node:"+name, false)
+	cert, err := s.ca.Issue("node:"+name, false)
 	if err != nil {
 		return nil, err
 	}
 	r, err := nodeplane.NewRemote(nodeplane.RemoteOptions{
 		Servers: []string{s.url}, Node: name,
-		TLS:    &tls.Config{RootCAs: s.ca.pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		TLS:    &tls.Config{RootCAs: s.ca.Pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -35,6 +35,7 @@ import (
 	"github.com/berth-dev/berth/internal/controllers/scheduler"
 	"github.com/berth-dev/berth/internal/embedetcd/etcdtest"
 	"github.com/berth-dev/berth/internal/nodeplane"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
 )
@@ -237,7 +238,7 @@ type stack struct {
 	cli       *clientv3.Client
 	informers *controllers.Informers
 	ts        *httptest.Server
-	ca        *testCA
+	ca        *pkitest.CA
 	hc        *http.Client
 }
 
@@ -255,17 +256,17 @@ func startStack(t *testing.T) *stack {
 	api := apiserver.New(apiserver.Options{Store: st, Token: adminToken, Nodes: np, NodeIdentity: nodeIdentity,
 		PublicSubnet: subnet, Logger: quiet})
 
-	ca, err := newCA()
+	ca, err := pkitest.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.issue("api", true)
+	cert, err := ca.Issue("api", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewUnstartedServer(api)
 	ts.EnableHTTP2 = true // as the API's server: an agent's watches share a connection
-	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.pool, MinVersion: tls.VersionTLS12}
+	ts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: ca.Pool, MinVersion: tls.VersionTLS12}
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // agents cut off at the end
 	ts.StartTLS()
 
@@ -284,7 +285,7 @@ func startStack(t *testing.T) *stack {
 		cancel()
 		wg.Wait()
 	})
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12},
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 64}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return &stack{cli: cli, informers: inf, ts: ts, ca: ca, hc: hc}
@@ -301,7 +302,7 @@ type agentsProcess struct {
 func startAgents(t *testing.T, s *stack, n int, watchAll bool) *agentsProcess {
 	t.Helper()
 	dir := t.TempDir()
-	if err := s.ca.save(dir); err != nil {
+	if err := s.ca.Save(dir); err != nil {
 		t.Fatal(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "agents.log"))

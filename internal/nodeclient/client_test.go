@@ -3,17 +3,12 @@ package nodeclient_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http/httptest"
 	"strings"
@@ -27,77 +22,22 @@ import (
 	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/nodeclient"
 	"github.com/berth-dev/berth/internal/nodeserver"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/types"
 )
 
 // pki is a test CA with its certificates.
-type pki struct {
-	t      *testing.T
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	pool   *x509.CertPool
-	serial int64
-}
+type pki struct{ *pkitest.CA }
 
-func newPKI(t *testing.T) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test-ca"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return &pki{t: t, ca: ca, caKey: key, pool: pool, serial: 1}
-}
+func newPKI(*testing.T) *pki { return &pki{pkitest.MustNew()} }
 
 // issue signs a certificate for cn, a server one for 127.0.0.1 when
 // server is set, else a client one.
-func (p *pki) issue(cn string, server bool) tls.Certificate {
-	p.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(p.serial),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
+func (p *pki) issue(cn string, server bool) tls.Certificate { return p.MustIssue(cn, server) }
 
 // clientTLS is the TLS of an API server holding a certificate for cn.
 func (p *pki) clientTLS(cn string) *tls.Config {
-	cfg := &tls.Config{RootCAs: p.pool, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: p.Pool, MinVersion: tls.VersionTLS12}
 	if cn != "" {
 		cfg.Certificates = []tls.Certificate{p.issue(cn, false)}
 	}
@@ -203,7 +143,7 @@ func newNode(t *testing.T) *node {
 	svc := &fakeService{}
 	srv := nodeserver.New(svc, func(c *x509.Certificate) bool { return c.Subject.CommonName == "api" }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	hs := httptest.NewUnstartedServer(srv)
-	hs.TLS = nodeserver.TLSConfig(p.issue("node-1", true), p.pool)
+	hs.TLS = nodeserver.TLSConfig(p.issue("node-1", true), p.Pool)
 	hs.StartTLS()
 	t.Cleanup(func() {
 		hs.Close()

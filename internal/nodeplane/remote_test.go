@@ -2,17 +2,12 @@ package nodeplane_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -28,66 +23,9 @@ import (
 	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/controllers/controllertest"
 	"github.com/berth-dev/berth/internal/nodeplane"
+	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/types"
 )
-
-// testCA issues the API's server certificate and the nodes' client
-// certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-var serial atomic.Int64
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: "test cluster CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue returns a server certificate for 127.0.0.1, or with server false
-// a client certificate named cn.
-func (ca *testCA) issue(t *testing.T, cn string, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // nodeIdentity names the node of a client certificate "node:<name>".
 func nodeIdentity(c *x509.Certificate) (string, bool) {
@@ -96,14 +34,14 @@ func nodeIdentity(c *x509.Certificate) (string, bool) {
 
 // serveTLS serves h as the API is served: TLS with HTTP/2, client
 // certificates verified when given.
-func serveTLS(t *testing.T, ca *testCA, h http.Handler) *httptest.Server {
+func serveTLS(t *testing.T, ca *pkitest.CA, h http.Handler) *httptest.Server {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(h)
 	ts.EnableHTTP2 = true // as the API's server: the watches share a connection
 	ts.TLS = &tls.Config{
-		Certificates: []tls.Certificate{ca.issue(t, "api", true)},
+		Certificates: []tls.Certificate{ca.MustIssue("api", true)},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    ca.pool,
+		ClientCAs:    ca.Pool,
 	}
 	ts.StartTLS()
 	t.Cleanup(func() {
@@ -117,7 +55,7 @@ func serveTLS(t *testing.T, ca *testCA, h http.Handler) *httptest.Server {
 type apiFixture struct {
 	env   *controllertest.Env
 	clock *clock
-	ca    *testCA
+	ca    *pkitest.CA
 	api   http.Handler
 	ts    *httptest.Server
 }
@@ -126,7 +64,7 @@ func startAPI(t *testing.T) *apiFixture { return startAPIWith(t, true) }
 
 func startAPIWith(t *testing.T, informers bool) *apiFixture {
 	env, srv, clk := startServer(t, informers)
-	ca := newCA(t)
+	ca := pkitest.MustNew()
 	api := apiserver.New(apiserver.Options{
 		Store: env.Store, Token: "admin", Nodes: srv, NodeIdentity: nodeIdentity,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -141,14 +79,14 @@ func (f *apiFixture) remote(t *testing.T, node, certNode string, servers ...stri
 	return newRemote(t, f.ca, nodeplane.RemoteOptions{Node: node, Servers: servers}, certNode, f.ts.URL)
 }
 
-func newRemote(t *testing.T, ca *testCA, o nodeplane.RemoteOptions, certNode string, dflt string) *nodeplane.Remote {
+func newRemote(t *testing.T, ca *pkitest.CA, o nodeplane.RemoteOptions, certNode string, dflt string) *nodeplane.Remote {
 	t.Helper()
 	if len(o.Servers) == 0 {
 		o.Servers = []string{dflt}
 	}
-	o.TLS = &tls.Config{RootCAs: ca.pool}
+	o.TLS = &tls.Config{RootCAs: ca.Pool}
 	if certNode != "" {
-		o.TLS.Certificates = []tls.Certificate{ca.issue(t, "node:"+certNode, false)}
+		o.TLS.Certificates = []tls.Certificate{ca.MustIssue("node:"+certNode, false)}
 	}
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	r, err := nodeplane.NewRemote(o)
@@ -312,7 +250,7 @@ func TestRemote_Failover(t *testing.T) {
 // The ARM error bodies come back as errdefs classes, with the server's
 // message.
 func TestRemote_ErrorClasses(t *testing.T) {
-	ca := newCA(t)
+	ca := pkitest.MustNew()
 	for _, tc := range []struct {
 		status int
 		is     func(error) bool
@@ -392,7 +330,7 @@ func TestRemote_WatchResumesAfterTheServerClosesTheStream(t *testing.T) {
 // closing the connection) is reconnected from the last revision; when the
 // reconnected one is silent too, the consumer is told to list again.
 func TestRemote_SilentWatch(t *testing.T) {
-	ca := newCA(t)
+	ca := pkitest.MustNew()
 	var mu sync.Mutex
 	var revisions []string
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -436,7 +374,7 @@ func TestRemote_SilentWatch(t *testing.T) {
 // A watch ends when its context does, or when the Remote is closed, even
 // while the server says nothing.
 func TestRemote_WatchEnds(t *testing.T) {
-	ca := newCA(t)
+	ca := pkitest.MustNew()
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
