@@ -24,7 +24,7 @@ import (
 //	GET  /berth/v1/nodes/{node}/groups            the groups bound to the node (list, or ?watch=true&revision=R)
 //	GET  /berth/v1/endpoints                      every group's endpoint (list or watch)
 //	GET  /berth/v1/nodes                          every node (list or watch; admins too)
-//	GET  /berth/v1/nodes/{node}/status/{key...}   a group's last status (204 when none)
+//	GET  /berth/v1/nodes/{node}/status/{key...}   the last status of a group bound to the node (204 when none, 412 when not bound)
 //	PUT  /berth/v1/nodes/{node}/status/{key...}   report a group's status (412 when no longer bound)
 //	POST /berth/v1/nodes/{node}/torndown/{key...}?uid=U  report a deleted group torn down
 //
@@ -139,10 +139,11 @@ func (s *Server) renewLease(r *http.Request) (*response, error) {
 }
 
 func (s *Server) lastStatus(r *http.Request) (*response, error) {
-	if _, err := requireNode(r); err != nil {
+	name, err := requireNode(r)
+	if err != nil {
 		return nil, err
 	}
-	st, err := s.nodes.LastStatus(r.Context(), r.PathValue("key"))
+	st, err := s.nodes.LastStatus(r.Context(), name, r.PathValue("key"))
 	if err != nil {
 		return nil, err
 	}

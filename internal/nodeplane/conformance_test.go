@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/containerd/errdefs"
 	"slices"
 	"sync"
 	"testing"
@@ -255,10 +256,13 @@ func testReportNotBound(t *testing.T, e *planeEnv) {
 	mine := putGroup(t, e, "nb-mine", node, "")
 	for _, tc := range []struct {
 		name, key, uid string
+		// readable: the group is the node's, so it may read the status
+		// (and see that it is another incarnation's).
+		readable bool
 	}{
-		{"bound to another node", elsewhere.Key(), elsewhere.UID},
-		{"an older incarnation", mine.Key(), "uid-of-the-deleted-one"},
-		{"gone", "sub/rg/nb-gone", "uid-nb-gone"},
+		{"bound to another node", elsewhere.Key(), elsewhere.UID, false},
+		{"an older incarnation", mine.Key(), "uid-of-the-deleted-one", true},
+		{"gone", "sub/rg/nb-gone", "uid-nb-gone", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := types.GroupStatus{UID: tc.uid, NodeName: "n-nb-other", State: types.GroupRunning}
@@ -270,9 +274,17 @@ func testReportNotBound(t *testing.T, e *planeEnv) {
 			if !errors.Is(err, nodeplane.ErrNotBound) {
 				t.Fatalf("report = %v, want ErrNotBound", err)
 			}
-			st, err := p.LastStatus(ctx, tc.key)
-			if err != nil || st == nil || st.State != types.GroupRunning || st.NodeName != "n-nb-other" {
+			st, _, err := e.env.Statuses.Get(ctx, tc.key)
+			if err != nil || st.State != types.GroupRunning || st.NodeName != "n-nb-other" {
 				t.Errorf("status after the refused report = %+v, %v; want it unchanged", st, err)
+			}
+			// Nor may the node read it, unless the group is the node's.
+			got, err := p.LastStatus(ctx, tc.key)
+			switch {
+			case tc.readable && (err != nil || got == nil || got.UID != tc.uid):
+				t.Errorf("last status of the node's group = %+v, %v; want the stored one", got, err)
+			case !tc.readable && !errors.Is(err, nodeplane.ErrNotBound):
+				t.Errorf("last status of a group not bound to the node = %+v, %v; want ErrNotBound", got, err)
 			}
 		})
 	}
@@ -295,7 +307,7 @@ func testReportTornDown(t *testing.T, e *planeEnv) {
 	if err := p.ReportTornDown(ctx, other.Key(), other.UID); err != nil {
 		t.Errorf("torn down of a group bound elsewhere = %v, want nil", err)
 	}
-	if st, err := p.LastStatus(ctx, other.Key()); err != nil || st != nil {
+	if st, _, err := e.env.Statuses.Get(ctx, other.Key()); !errdefs.IsNotFound(err) {
 		t.Errorf("status of the group bound elsewhere = %+v, %v; want none", st, err)
 	}
 }

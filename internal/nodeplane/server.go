@@ -167,10 +167,15 @@ func (s *Server) fenced(ctx context.Context, node, key, uid string, st types.Gro
 	}
 }
 
-// LastStatus returns the group's stored status, nil when it has none: an
-// agent seeds its in-memory status with it once, when it first sees the
-// group (after its own restart, or when the group moved to it).
-func (s *Server) LastStatus(ctx context.Context, key string) (*types.GroupStatus, error) {
+// LastStatus returns the status of a group bound to node, nil when it
+// has none: an agent seeds its in-memory status with it once, when it
+// first sees the group (after its own restart, or when the group moved
+// to it). A node reads only its own groups' statuses: ErrNotBound for
+// any other.
+func (s *Server) LastStatus(ctx context.Context, node, key string) (*types.GroupStatus, error) {
+	if err := s.boundTo(ctx, node, key); err != nil {
+		return nil, err
+	}
 	st, _, err := s.statuses.Get(ctx, key)
 	if errdefs.IsNotFound(err) {
 		return nil, nil
@@ -179,6 +184,31 @@ func (s *Server) LastStatus(ctx context.Context, key string) (*types.GroupStatus
 		return nil, err
 	}
 	return &st, nil
+}
+
+// boundTo checks that the group at key is bound to node, in the cache the
+// node's watch of its groups is served from when there is one: what the
+// node has seen bound, the cache has too.
+func (s *Server) boundTo(ctx context.Context, node, key string) error {
+	var g types.ContainerGroup
+	found := false
+	if in := s.opts.Informers; in != nil {
+		g, found = in.Groups.Get(key)
+	}
+	if !found {
+		var err error
+		g, _, err = s.groups.Get(ctx, key)
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("group %s is gone: %w", key, ErrNotBound)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if g.NodeName != node {
+		return fmt.Errorf("group %s is not bound to node %s: %w", key, node, ErrNotBound)
+	}
+	return nil
 }
 
 // Assigned is the source of the groups bound to node.
@@ -248,7 +278,7 @@ func (l *Local) Assigned() controller.Source[types.ContainerGroup] {
 func (l *Local) Endpoints() controller.Source[types.Endpoint] { return l.s.Endpoints() }
 func (l *Local) Nodes() controller.Source[types.Node]         { return l.s.Nodes() }
 func (l *Local) LastStatus(ctx context.Context, key string) (*types.GroupStatus, error) {
-	return l.s.LastStatus(ctx, key)
+	return l.s.LastStatus(ctx, l.node, key)
 }
 func (l *Local) ReportStatus(ctx context.Context, key string, st *types.GroupStatus) error {
 	return l.s.ReportStatus(ctx, l.node, key, st)
