@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -241,10 +242,14 @@ func nodeRow(v nodeView, now time.Time) map[string]any {
 		status += ",Draining"
 	}
 	return orderedRow("Name", n.Name, "Status", status, "Zone", n.Zone,
-		"CPU", strconv.FormatFloat(n.Allocatable.CPU, 'f', -1, 64),
-		"MemoryGB", strconv.FormatFloat(n.Allocatable.MemoryGB, 'f', -1, 64),
+		"CPU", amount(n.Allocatable.CPU),
+		"MemoryGB", amount(n.Allocatable.MemoryGB),
 		"Groups", strconv.Itoa(len(v.Groups)), "Age", age(now.Sub(n.CreatedAt)))
 }
+
+// amount prints a resource amount to two decimals at most: a machine's
+// memory in GB is rarely round.
+func amount(v float64) string { return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) }
 
 // age is a duration the way kubectl prints ages: 45s, 12m, 5h, 3d.
 func age(d time.Duration) string {

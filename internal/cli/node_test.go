@@ -92,7 +92,7 @@ func TestNodeCommands(t *testing.T) {
 	for _, n := range []types.Node{
 		{Name: "node-a", Zone: "1", Allocatable: types.NodeResources{CPU: 4, MemoryGB: 7.5}, CreatedAt: now.Add(-3 * time.Hour),
 			Conditions: []types.NodeCondition{{Type: types.NodeReady, Status: types.ConditionTrue}}},
-		{Name: "node-b", Zone: "2", CreatedAt: now.Add(-72 * time.Hour),
+		{Name: "node-b", Zone: "2", Allocatable: types.NodeResources{CPU: 2, MemoryGB: 23.54010009765625}, CreatedAt: now.Add(-72 * time.Hour),
 			Conditions: []types.NodeCondition{{Type: types.NodeReady, Status: types.ConditionFalse}}},
 	} {
 		if _, err := nodes.Create(ctx, n.Name, n); err != nil {
@@ -114,7 +114,8 @@ func TestNodeCommands(t *testing.T) {
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^Name\s+Status\s+Zone\s+CPU\s+MemoryGB\s+Groups\s+Age$`),
 		regexp.MustCompile(`(?m)^node-a\s+Ready,SchedulingDisabled\s+1\s+4\s+7.5\s+1\s+3h$`),
-		regexp.MustCompile(`(?m)^node-b\s+NotReady\s+2\s+0\s+0\s+0\s+3d$`),
+		// A machine's memory, to two decimals.
+		regexp.MustCompile(`(?m)^node-b\s+NotReady\s+2\s+2\s+23.54\s+0\s+3d$`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("node list does not match %s:\n%s", want, out)
