@@ -30,6 +30,8 @@ type env struct {
 	groups store.Typed[types.ContainerGroup]
 	status store.Typed[types.GroupStatus]
 	nodes  store.Typed[types.Node]
+	// in are the scheduler's informers.
+	in *controllers.Informers
 }
 
 func start(t *testing.T) *env {
@@ -38,6 +40,7 @@ func start(t *testing.T) *env {
 	e := &env{st: st, groups: store.NewTyped[types.ContainerGroup](st, types.PrefixGroups),
 		status: store.NewTyped[types.GroupStatus](st, types.PrefixGroupStatus), nodes: store.NewTyped[types.Node](st, types.PrefixNodes)}
 	in := controllers.NewInformers(st, nil)
+	e.in = in
 	s := scheduler.New(scheduler.Options{Store: st, Informers: in, PublicSubnet: netip.MustParsePrefix("10.88.0.0/16"), Workers: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
@@ -56,10 +59,22 @@ func (e *env) put(t *testing.T, gs ...types.ContainerGroup) {
 	}
 }
 
+// addNode stores n and waits until the scheduler's cache has it, so that
+// the groups a test creates next are placed knowing every node.
 func (e *env) addNode(t *testing.T, n types.Node) {
 	t.Helper()
 	if _, err := e.nodes.Create(t.Context(), n.Name, n); err != nil {
 		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := e.in.Nodes.Get(n.Name); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s not in the scheduler's cache after 10s", n.Name)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -134,15 +149,18 @@ func TestScheduler(t *testing.T) {
 		e := start(t)
 		e.addNode(t, readyNode("small", "", 2, 4))
 		e.put(t, newGroup("big", 3, 2))
+		// The group may be tried before the scheduler's cache has the
+		// node ("no node has joined"); once it has, the event says why.
 		deadline := time.Now().Add(10 * time.Second)
-		for e.lastEvent(t, "big").Name != scheduler.EventFailedScheduling {
+		for {
+			ev := e.lastEvent(t, "big")
+			if ev.Name == scheduler.EventFailedScheduling && strings.Contains(ev.Message, "1 insufficient cpu") {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatalf("last event %+v, want FailedScheduling", e.lastEvent(t, "big"))
+				t.Fatalf("last event %+v, want FailedScheduling saying 1 insufficient cpu", ev)
 			}
 			time.Sleep(10 * time.Millisecond)
-		}
-		if msg := e.lastEvent(t, "big").Message; !strings.Contains(msg, "1 insufficient cpu") {
-			t.Errorf("message %q does not say why", msg)
 		}
 		e.addNode(t, readyNode("large", "", 8, 16))
 		if g := e.bound(t, "big")["big"]; g.NodeName != "large" {
