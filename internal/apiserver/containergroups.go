@@ -38,9 +38,6 @@ func (s *Server) putGroup(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkCapacity(name, &spec); err != nil {
-		return nil, err
-	}
 	key := types.GroupKey(sub, rgName, name)
 	var subnets []armv1.SubnetID
 	if body.Properties != nil {
@@ -293,19 +290,4 @@ func (s *Server) containerLogs(r *http.Request) (*response, error) {
 		return nil, err
 	}
 	return &response{status: http.StatusOK, body: armv1.Logs{Content: content}}, nil
-}
-
-// checkCapacity refuses a group that could never fit on the node.
-func (s *Server) checkCapacity(name string, spec *types.GroupSpec) error {
-	var total types.ResourceList
-	for _, c := range spec.Containers {
-		total.CPU += c.Resources.Requests.CPU
-		total.MemoryGB += c.Resources.Requests.MemoryGB
-	}
-	if (s.capacity.CPU > 0 && total.CPU > s.capacity.CPU) || (s.capacity.MemoryGB > 0 && total.MemoryGB > s.capacity.MemoryGB) {
-		return badRequest("InsufficientCapacity", fmt.Sprintf(
-			"The container group '%s' requests %g CPU and %g GB, more than a node of this service has (%g CPU, %g GB).",
-			name, total.CPU, total.MemoryGB, s.capacity.CPU, s.capacity.MemoryGB))
-	}
-	return nil
 }

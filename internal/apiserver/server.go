@@ -41,9 +41,6 @@ type Options struct {
 	Logger       *slog.Logger
 	// Now returns the current time; tests may fix it.
 	Now func() time.Time
-	// Capacity is what the node can give one group; a group requesting
-	// more is refused. Zero means unknown (no check).
-	Capacity types.ResourceList
 	// SessionTTL is how long an exec or attach password stays valid;
 	// default DefaultSessionTTL. (issue 4)
 	SessionTTL time.Duration
@@ -84,7 +81,6 @@ type Server struct {
 	tokens   *auth.Tokens
 	log      *slog.Logger
 	now      func() time.Time
-	capacity types.ResourceList
 	pageSize int
 	mux      *http.ServeMux
 	groups   store.Typed[types.ContainerGroup]
@@ -127,7 +123,6 @@ func New(opts Options) *Server {
 		tokens:   opts.Tokens,
 		log:      opts.Logger,
 		now:      opts.Now,
-		capacity: opts.Capacity,
 		pageSize: cmp.Or(opts.ListPageSize, DefaultListPageSize),
 		mux:      http.NewServeMux(),
 		groups:   store.NewTyped[types.ContainerGroup](opts.Store, types.PrefixGroups),

@@ -86,8 +86,7 @@ func newEnvOpts(t *testing.T, set func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Store: st, Tokens: tokens, NodeServices: fakeNodes{testNode: &fakeExecer{logs: "one\ntwo\nthree\n"}},
-		Capacity: types.ResourceList{CPU: 3, MemoryGB: 12}}
+	opts := Options{Store: st, Tokens: tokens, NodeServices: fakeNodes{testNode: &fakeExecer{logs: "one\ntwo\nthree\n"}}}
 	if set != nil {
 		set(&opts)
 	}
@@ -391,9 +390,6 @@ func TestPutGroup_ValidationStoresNothing(t *testing.T) {
 		{"more cpu than a group may have", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
 			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":3,"memoryInGB":1}}}},
 			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}}]}}`, "ContainerGroupResourcesExceeded"},
-		{"more than the node has", "g1", `{"location":"westus","properties":{"osType":"Linux","containers":[
-			  {"name":"a","properties":{"image":"i","resources":{"requests":{"cpu":2,"memoryInGB":1}}}},
-			  {"name":"b","properties":{"image":"i","resources":{"requests":{"cpu":1.5,"memoryInGB":1}}}}]}}`, "InsufficientCapacity"},
 		{"more containers than ACI allows", "g1", manyContainers(61), "TooManyContainers"},
 		{"probe without exec or httpGet", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "livenessProbe": {"periodSeconds": 5},`), "InvalidProbe"},
 		{"probe with period 0", "g1", mutate(`"ports": [{"port": 80}],`, `"ports": [{"port": 80}], "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 0},`), "InvalidProbe"},
