@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/berth-dev/berth/internal/apiserver"
@@ -162,11 +163,18 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	if local != nil {
 		localSvc = local.agent.Service()
 	}
-	nodeRecords := store.NewTyped[types.Node](st, types.PrefixNodes)
+	// Nodes are looked up in the controllers' cache: every logs, exec
+	// and attach request needs its group's node endpoint.
 	apiOpts.NodeServices = nodeclient.NewDialer(cfg.NodeName, localSvc,
 		func(ctx context.Context, name string) (types.Node, error) {
-			n, _, err := nodeRecords.Get(ctx, name)
-			return n, err
+			if err := informers.Nodes.WaitSynced(ctx); err != nil {
+				return types.Node{}, err
+			}
+			n, ok := informers.Nodes.Get(name)
+			if !ok {
+				return types.Node{}, fmt.Errorf("node %s: %w", name, errdefs.ErrNotFound)
+			}
+			return n, nil
 		},
 		&tls.Config{RootCAs: bundle.CAPool(), Certificates: []tls.Certificate{bundle.APIClientCert()}, MinVersion: tls.VersionTLS12})
 	api := apiserver.New(apiOpts)

@@ -52,7 +52,7 @@ func newDNSService(cfg config.Server, in *controllers.Informers, log *slog.Logge
 		}
 	}
 	table := &dns.Table{}
-	d := &dnsService{records: dns.NewRecords(in.Groups, in.Statuses, cfg.DNSZone, table, log)}
+	d := &dnsService{records: dns.NewRecordSync(in.Groups, in.Statuses, cfg.DNSZone, table, log)}
 	srv, err := dns.Listen(dns.Options{Listen: cfg.DNSListen, Zone: cfg.DNSZone, Forward: forward, Records: table, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("start the DNS server (--dns-listen %q; \"\" disables it): %w", cfg.DNSListen, err)

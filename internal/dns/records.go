@@ -81,9 +81,9 @@ type RecordSync struct {
 // recordsKey is the controller's only key: the whole table.
 const recordsKey = "records"
 
-// NewRecords returns the controller that fills t; Run starts it. The
+// NewRecordSync returns the controller that fills t; Run starts it. The
 // informers are run by their owner.
-func NewRecords(groups *controller.Informer[types.ContainerGroup], statuses *controller.Informer[types.GroupStatus], zone string, t *Table, log *slog.Logger) *RecordSync {
+func NewRecordSync(groups *controller.Informer[types.ContainerGroup], statuses *controller.Informer[types.GroupStatus], zone string, t *Table, log *slog.Logger) *RecordSync {
 	r := &RecordSync{groups: groups, statuses: statuses, zone: zone, table: t}
 	r.ctl = controller.New("dns", r, controller.Options{Workers: 1, Logger: log})
 	groups.OnChange(func(controller.Change[types.ContainerGroup]) { r.ctl.Enqueue(recordsKey) })

@@ -69,7 +69,7 @@ func TestRecordSync(t *testing.T) {
 	done := make(chan error, 3)
 	gi := controller.NewInformer(controller.StoreSource(groups), controller.InformerOptions{Name: "groups"})
 	si := controller.NewInformer(controller.StoreSource(statuses), controller.InformerOptions{Name: "statuses"})
-	rs := NewRecords(gi, si, zone, tab, slog.Default())
+	rs := NewRecordSync(gi, si, zone, tab, slog.Default())
 	go func() { done <- gi.Run(sctx) }()
 	go func() { done <- si.Run(sctx) }()
 	go func() { done <- rs.Run(sctx) }()
