@@ -114,7 +114,7 @@ func TestBench(t *testing.T) {
 	out := h.rep.markdown()
 	fmt.Println(out)
 	if m.name == "full" && !t.Failed() {
-		if err := updateDoc("../docs/benchmarks.md", out); err != nil {
+		if err := testenv.ReplaceGenerated("../docs/benchmarks.md", beginMarker, endMarker, out); err != nil {
 			t.Errorf("update docs/benchmarks.md: %v", err)
 		}
 	}

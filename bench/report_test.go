@@ -1,14 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/berth-dev/berth/internal/testenv"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -22,8 +20,8 @@ type report struct {
 func newReport(m mode, h *harness) *report {
 	r := &report{}
 	r.header = append(r.header,
-		fmt.Sprintf("Run of %s UTC, mode %s, commit %s.", time.Now().UTC().Format("2006-01-02 15:04"), m.name, commit()),
-		fmt.Sprintf("Machine: %s, %d CPUs, %s RAM, kernel %s, cgroup %s.", cpuModel(), runtime.NumCPU(), memTotal(), firstLine("uname", "-r"), cgroupVersion()),
+		fmt.Sprintf("Run of %s UTC, mode %s, commit %s.", time.Now().UTC().Format("2006-01-02 15:04"), m.name, testenv.SourceCommit()),
+		fmt.Sprintf("Machine: %s, %d CPUs, %s RAM, kernel %s, cgroup %s.", testenv.CPUModel(), runtime.NumCPU(), memTotal(), firstLine("uname", "-r"), cgroupVersion()),
 		fmt.Sprintf("Software: %s; %s; %s; %s.", firstLine("containerd", "--version"), firstLine("runc", "--version"), firstLine("podman", "--version"), runtime.Version()),
 	)
 	return r
@@ -189,32 +187,6 @@ const (
 	endMarker   = "<!-- END GENERATED: make bench -->"
 )
 
-// updateDoc replaces the generated part of the doc at path.
-func updateDoc(path, body string) error {
-	doc, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	i := bytes.Index(doc, []byte(beginMarker))
-	j := bytes.Index(doc, []byte(endMarker))
-	if i < 0 || j < i {
-		return fmt.Errorf("%s lacks the markers %q and %q", path, beginMarker, endMarker)
-	}
-	var out bytes.Buffer
-	out.Write(doc[:i+len(beginMarker)])
-	out.WriteString("\n" + body)
-	out.Write(doc[j:])
-	return os.WriteFile(path, out.Bytes(), 0o644)
-}
-
-func commit() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
 func firstLine(name string, args ...string) string {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {
@@ -222,16 +194,6 @@ func firstLine(name string, args ...string) string {
 	}
 	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return line
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
 }
 
 func memTotal() string {
@@ -247,39 +209,4 @@ func cgroupVersion() string {
 		return "v2"
 	}
 	return "v1"
-}
-
-func TestUpdateDoc(t *testing.T) {
-	tests := []struct {
-		name, doc, want string
-		wantErr         bool
-	}{
-		{
-			name: "replaces only what lies between the markers",
-			doc:  "intro\n" + beginMarker + "\nold table\n" + endMarker + "\nanalysis\n",
-			want: "intro\n" + beginMarker + "\nnew table\n" + endMarker + "\nanalysis\n",
-		},
-		{
-			name:    "a doc without markers is left alone and refused",
-			doc:     "intro\nanalysis\n",
-			want:    "intro\nanalysis\n",
-			wantErr: true,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "benchmarks.md")
-			if err := os.WriteFile(path, []byte(tt.doc), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			err := updateDoc(path, "new table\n")
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("updateDoc error = %v, want error %v", err, tt.wantErr)
-			}
-			got, _ := os.ReadFile(path)
-			if string(got) != tt.want {
-				t.Errorf("doc = %q, want %q", got, tt.want)
-			}
-		})
-	}
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/berth-dev/berth/internal/nodeplane"
 	"github.com/berth-dev/berth/internal/pki/pkitest"
 	"github.com/berth-dev/berth/internal/store"
+	"github.com/berth-dev/berth/internal/testenv"
 	"github.com/berth-dev/berth/internal/types"
 )
 
@@ -110,7 +111,7 @@ func TestCluster(t *testing.T) {
 	out := rep.markdown()
 	fmt.Println(out)
 	if m.name == "full" && !t.Failed() {
-		if err := updateDoc("../../docs/benchmarks.md", out); err != nil {
+		if err := testenv.ReplaceGenerated("../../docs/benchmarks.md", beginMarker, endMarker, out+"\n"); err != nil {
 			t.Errorf("update docs/benchmarks.md: %v", err)
 		}
 	}

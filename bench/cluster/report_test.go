@@ -1,10 +1,8 @@
 package cluster
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"os/exec"
+	"github.com/berth-dev/berth/internal/testenv"
 	"runtime"
 	"slices"
 	"strings"
@@ -48,7 +46,7 @@ const (
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run of %s UTC, mode %s, commit %s; %d CPUs (%s), %s.\n\n",
-		r.started.UTC().Format("2006-01-02 15:04"), r.m.name, commit(), runtime.NumCPU(), cpuModel(), runtime.Version())
+		r.started.UTC().Format("2006-01-02 15:04"), r.m.name, testenv.SourceCommit(), runtime.NumCPU(), testenv.CPUModel(), runtime.Version())
 
 	fmt.Fprintf(&b, "### C1. Scheduler: %d groups placed one by one on %d nodes (in memory)\n\n", r.m.placeGroups, r.m.placeNodes)
 	b.WriteString("| policy | placements/s | median | p99 | max | nodes used | p99 ÷ first fit's p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
@@ -96,42 +94,3 @@ func ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f ms", float64(d)/1e6)
 }
 func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
-
-// updateDoc replaces what lies between the cluster markers of path.
-func updateDoc(path, body string) error {
-	doc, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	i := bytes.Index(doc, []byte(beginMarker))
-	j := bytes.Index(doc, []byte(endMarker))
-	if i < 0 || j < i {
-		return fmt.Errorf("%s lacks the markers %q and %q", path, beginMarker, endMarker)
-	}
-	var out bytes.Buffer
-	out.Write(doc[:i+len(beginMarker)])
-	out.WriteString("\n" + body + "\n")
-	out.Write(doc[j:])
-	return os.WriteFile(path, out.Bytes(), 0o644)
-}
-
-func commit() string {
-	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
-}
