@@ -140,23 +140,9 @@ func loadOrCreateCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 }
 
 func loadOrCreateServer(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (tls.Certificate, error) {
-	certPath, keyPath := filepath.Join(dir, serverFile), filepath.Join(dir, serverKeyFile)
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(pair.Leaf, hosts) &&
-		time.Until(pair.Leaf.NotAfter) > 30*24*time.Hour && pair.Leaf.CheckSignatureFrom(ca) == nil {
-		return pair, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: %w", err)
-	}
-	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "berth-server", Organization: []string{"Berth"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(2, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		Subject:     pkix.Name{CommonName: "berth-server", Organization: []string{"Berth"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range allHosts(hosts) {
 		if ip := net.ParseIP(h); ip != nil {
@@ -165,21 +151,26 @@ func loadOrCreateServer(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKe
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: create server certificate: %w", err)
-	}
-	if err := writePair(certPath, keyPath, der, key); err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	keep := func(c *x509.Certificate) bool { return covers(c, hosts) }
+	return loadOrIssue(filepath.Join(dir, serverFile), filepath.Join(dir, serverKeyFile), ca, caKey, tmpl, keep, "server certificate")
 }
 
 // loadOrCreateAPIClient returns the API server's client certificate,
 // issuing a new one when it is missing, about to expire or not the CA's.
 func loadOrCreateAPIClient(dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (tls.Certificate, error) {
-	certPath, keyPath := filepath.Join(dir, apiClientFile), filepath.Join(dir, apiClientKey)
-	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && IsAPIServer(pair.Leaf) &&
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: apiServerName, Organization: []string{APIServersOrg}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return loadOrIssue(filepath.Join(dir, apiClientFile), filepath.Join(dir, apiClientKey), ca, caKey, tmpl, IsAPIServer, "API server client certificate")
+}
+
+// loadOrIssue returns the pair at certPath and keyPath while keep accepts
+// it, the CA signed it and it has more than 30 days left; otherwise it
+// issues a new one from tmpl (subject, usages, names), valid for two
+// years, and writes it there.
+func loadOrIssue(certPath, keyPath string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, tmpl *x509.Certificate, keep func(*x509.Certificate) bool, what string) (tls.Certificate, error) {
+	if pair, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && keep(pair.Leaf) &&
 		time.Until(pair.Leaf.NotAfter) > 30*24*time.Hour && pair.Leaf.CheckSignatureFrom(ca) == nil {
 		return pair, nil
 	}
@@ -188,17 +179,12 @@ func loadOrCreateAPIClient(dir string, ca *x509.Certificate, caKey *ecdsa.Privat
 		return tls.Certificate{}, fmt.Errorf("pki: %w", err)
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: apiServerName, Organization: []string{APIServersOrg}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(2, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
+	tmpl.SerialNumber = serial()
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.AddDate(2, 0, 0)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: create API server client certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("pki: create %s: %w", what, err)
 	}
 	if err := writePair(certPath, keyPath, der, key); err != nil {
 		return tls.Certificate{}, err
