@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"github.com/containerd/errdefs"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/internal/agent/fake"
 	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/controllers/controllertest"
 	"github.com/berth-dev/berth/internal/nodeplane"
@@ -36,42 +36,24 @@ var (
 
 const testSubnet = "172.30.0.0/16"
 
-// clock is the server's clock, moved by the tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // planeEnv is a control plane and the way to one node's view of it.
 type planeEnv struct {
 	env   *controllertest.Env
-	clock *clock
+	clock *fake.Clock
 	plane func(t *testing.T, node string) plane
 }
 
 // startServer runs a node protocol Server over a test store, its
 // sources served from the informers as the daemon does, or with
 // informers false each watching the store.
-func startServer(t *testing.T, informers bool) (*controllertest.Env, *nodeplane.Server, *clock) {
+func startServer(t *testing.T, informers bool) (*controllertest.Env, *nodeplane.Server, *fake.Clock) {
 	env := controllertest.Start(t)
 	o := nodeplane.ServerOptions{Store: env.Store, PublicSubnet: testSubnet}
 	if informers {
 		env.Run(t)
 		o.Informers = env.Informers
 	}
-	clk := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := fake.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	o.Now = clk.Now
 	return env, nodeplane.NewServer(o), clk
 }

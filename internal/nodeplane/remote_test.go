@@ -19,6 +19,7 @@ import (
 
 	"github.com/containerd/errdefs"
 
+	"github.com/berth-dev/berth/internal/agent/fake"
 	"github.com/berth-dev/berth/internal/apiserver"
 	"github.com/berth-dev/berth/internal/controller"
 	"github.com/berth-dev/berth/internal/controllers/controllertest"
@@ -54,7 +55,7 @@ func serveTLS(t *testing.T, ca *pkitest.CA, h http.Handler) *httptest.Server {
 // apiFixture is the API serving the node protocol over a test store.
 type apiFixture struct {
 	env   *controllertest.Env
-	clock *clock
+	clock *fake.Clock
 	ca    *pkitest.CA
 	api   http.Handler
 	ts    *httptest.Server
