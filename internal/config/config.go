@@ -65,6 +65,34 @@ type Server struct {
 	DataDir       string
 	Listen        string
 	EtcdEndpoints []string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are the client TLS of an
+	// external etcd cluster: the CA that signed its members' certificates
+	// and Berth's client certificate and key (both or neither).
+	EtcdCAFile   string
+	EtcdCertFile string
+	EtcdKeyFile  string
+	// ServerName names this server among the servers: its etcd member and
+	// its candidacy in the leader election (default: the host name).
+	ServerName string
+	// ClusterInit starts a new cluster of embedded etcd members with this
+	// server as its first member, reachable by the others over peer TLS.
+	ClusterInit bool
+	// JoinURL is the API URL of a server of an existing cluster that this
+	// server joins with JoinToken (made by `berth cluster token create`),
+	// adding its own embedded member; CAFile is that cluster's CA. Only the
+	// first start needs them: the data dir keeps the membership.
+	JoinURL   string
+	JoinToken string
+	CAFile    string
+	// AdvertiseAddress is where the other servers reach this one's etcd
+	// peer port (default: the --listen host). EtcdPeerPort is that port;
+	// 0 picks a free one on the first start and keeps it.
+	AdvertiseAddress string
+	EtcdPeerPort     int
+	// RestoreSnapshot, when set, names an etcd snapshot (`berth cluster
+	// snapshot save`) restored into a new, empty data dir before the first
+	// start: the new cluster has every object of the snapshot.
+	RestoreSnapshot string
 	// Subnet is the cluster's public subnet: every node's bridge has it,
 	// and public groups get their addresses from it.
 	Subnet   string
@@ -142,6 +170,7 @@ func DefaultServer() Server {
 		SchedulerPolicy: "spread",
 		DNSListen:       "127.0.0.1:53",
 		DNSZone:         "berth.internal",
+		EtcdPeerPort:    2380,
 	}
 }
 
@@ -164,6 +193,7 @@ func (c *Server) Validate() error {
 			errs = append(errs, fmt.Errorf("--etcd-endpoints %q: want http(s)://HOST:PORT", e))
 		}
 	}
+	errs = append(errs, c.validateCluster()...)
 	if p, err := netip.ParsePrefix(c.Subnet); err != nil || !p.Addr().Is4() || p.Bits() > 28 {
 		errs = append(errs, fmt.Errorf("--subnet %q: want an IPv4 CIDR of /28 or larger", c.Subnet))
 	}
@@ -213,6 +243,54 @@ func (c *Agent) Validate() error {
 	errs = append(errs, c.Node.validate()...)
 	errs = append(errs, validateLogLevel(c.LogLevel)...)
 	return errors.Join(errs...)
+}
+
+// validateCluster checks how the server finds its store: one embedded
+// member (the default), a new or joined cluster of embedded members, or
+// an external etcd cluster.
+func (c *Server) validateCluster() []error {
+	var errs []error
+	external := len(c.EtcdEndpoints) > 0
+	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
+		errs = append(errs, errors.New("--etcd-certfile and --etcd-keyfile go together"))
+	}
+	if !external && (c.EtcdCAFile != "" || c.EtcdCertFile != "" || c.EtcdKeyFile != "") {
+		errs = append(errs, errors.New("--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd-endpoints"))
+	}
+	if c.ServerName != "" && !nodeName.MatchString(c.ServerName) {
+		errs = append(errs, fmt.Errorf("--server-name %q: want 1 to 63 lower-case letters, digits, '-' and '.'", c.ServerName))
+	}
+	joining := c.JoinURL != ""
+	switch {
+	case c.ClusterInit && joining:
+		errs = append(errs, errors.New("--cluster-init and --join exclude each other: the first server starts the cluster, the others join it"))
+	case external && (c.ClusterInit || joining):
+		errs = append(errs, errors.New("--etcd-endpoints excludes --cluster-init and --join: an external cluster has its own members"))
+	case external && c.RestoreSnapshot != "":
+		errs = append(errs, errors.New("--restore-snapshot restores an embedded member; restore an external cluster with its own tools (etcdutl snapshot restore)"))
+	case joining && c.RestoreSnapshot != "":
+		errs = append(errs, errors.New("--restore-snapshot starts a new cluster; it excludes --join"))
+	}
+	if joining {
+		if !strings.HasPrefix(c.JoinURL, "https://") {
+			errs = append(errs, fmt.Errorf("--join %q: want the https://HOST:PORT of a server of the cluster", c.JoinURL))
+		}
+		if c.JoinToken == "" {
+			errs = append(errs, errors.New("--join needs --join-token: a token from 'berth cluster token create'"))
+		}
+		if c.CAFile == "" {
+			errs = append(errs, errors.New("--join needs --ca-file: the cluster's CA certificate (a server's DATA_DIR/pki/ca.crt)"))
+		}
+	}
+	if c.AdvertiseAddress != "" {
+		if a, err := netip.ParseAddr(c.AdvertiseAddress); err != nil || a.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("--advertise-address %q: want the IP address the other servers reach this one on", c.AdvertiseAddress))
+		}
+	}
+	if c.EtcdPeerPort < 0 || c.EtcdPeerPort > 65535 {
+		errs = append(errs, fmt.Errorf("--etcd-peer-port %d: want a port, or 0 for a free one", c.EtcdPeerPort))
+	}
+	return errs
 }
 
 var nodeName = regexp.MustCompile(`^[a-z0-9]([-.a-z0-9]{0,61}[a-z0-9])?$`)
