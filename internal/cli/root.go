@@ -62,6 +62,7 @@ Run 'berth login --config DATA_DIR/client.json' once to point them at a server.`
 		newGroupCommand(),
 		newContainerCommand(),
 		newNodeCommand(),
+		newClusterCommand(),
 	)
 	return root
 }

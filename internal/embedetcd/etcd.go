@@ -1,28 +1,37 @@
-// Package embedetcd runs a single-member etcd inside Berth's data directory,
-// so that `berth server` needs no external database, and builds clients for
-// it or for an external etcd.
+// Package embedetcd runs an etcd member inside Berth's data directory, so
+// that `berth server` needs no external database: alone by default, or one
+// of the members of several servers (peer TLS from the Berth CA). It also
+// builds clients for it or for an external etcd, and manages the members.
 package embedetcd
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
 const (
-	// memberName names the one member; it is part of the cluster identity
-	// stored in the WAL, so it never changes.
-	memberName = "berth"
+	// DefaultName names a member whose server was given no name, as every
+	// member was before several servers: the name is part of the member's
+	// identity stored in the WAL, so it never changes.
+	DefaultName = "berth"
+	// PeerCN is the common name of a member's peer certificate; members
+	// accept no other, so that a node's certificate, signed by the same
+	// CA, cannot pose as a member. Node names cannot contain ':'.
+	PeerCN = "berth:etcd-peer"
 	// startTimeout bounds how long Start waits for the member to serve.
 	// Replaying a large WAL takes a while, so it is generous.
 	startTimeout = 60 * time.Second
@@ -43,6 +52,32 @@ type Config struct {
 	// Logger receives etcd's warnings and errors; nil means slog.Default()
 	// with component=etcd.
 	Logger *slog.Logger
+	// Name is the member's name (default DefaultName); a member keeps the
+	// name of its first start.
+	Name string
+	// Peer, when set, makes the member one of several: the others reach
+	// it on Peer.Host over mutual TLS.
+	Peer *Peer
+	// InitialCluster, for a member joining a cluster on its first start,
+	// names every member with its peer URL, this one included
+	// ("a=https://10.0.0.1:2380,b=https://10.0.0.2:2380"); empty starts a
+	// new cluster of this member. Later starts ignore it: the WAL knows.
+	InitialCluster string
+}
+
+// Peer is how the members of several servers reach each other.
+type Peer struct {
+	// Host is the address the other members dial; the member listens on it.
+	Host string
+	// Port is the peer port; 0 picks a free one on the first start.
+	Port int
+	// CertFile and KeyFile are the member's certificate (server and client
+	// auth, CN PeerCN, naming Host); CAFile the CA every member's is from.
+	CertFile, KeyFile, CAFile string
+}
+
+func (p *Peer) url(port int) string {
+	return "https://" + net.JoinHostPort(p.Host, strconv.Itoa(port))
 }
 
 // Etcd is a running embedded member.
@@ -54,7 +89,15 @@ type Etcd struct {
 	// closing silences etcd while it stops: it reports every listener it
 	// closes as a failed server.
 	closing *atomic.Bool
+	name    string
+	peerURL string
 }
+
+// Name is the member's name.
+func (e *Etcd) Name() string { return e.name }
+
+// PeerURL is where the other members reach this one.
+func (e *Etcd) PeerURL() string { return e.peerURL }
 
 // expectedWarnings are etcd warnings about choices Berth makes on purpose,
 // and the one a process gets from starting a second member (tests do).
@@ -77,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedetcd: data dir permissions: %w", err)
 	}
-	p, err := resolvePorts(cfg.Dir, cfg.ClientURL, cfg.PeerURL)
+	p, err := resolvePorts(cfg.Dir, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -95,14 +138,29 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 		lg = slog.Default().With("component", "etcd")
 	}
 	ec := embed.NewConfig()
-	ec.Name = memberName
+	ec.Name = p.Name
 	ec.Dir = cfg.Dir
 	ec.ListenClientUrls = []url.URL{*clientURL}
 	ec.AdvertiseClientUrls = []url.URL{*clientURL}
 	ec.ListenPeerUrls = []url.URL{*peerURL}
 	ec.AdvertisePeerUrls = []url.URL{*peerURL}
-	ec.InitialCluster = ec.InitialClusterFromName(memberName)
+	ec.InitialCluster = ec.InitialClusterFromName(p.Name)
 	ec.InitialClusterToken = "berth"
+	if cfg.InitialCluster != "" {
+		ec.InitialCluster = cfg.InitialCluster
+		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if cfg.Peer != nil {
+		ec.PeerTLSInfo = transport.TLSInfo{
+			CertFile: cfg.Peer.CertFile, KeyFile: cfg.Peer.KeyFile,
+			ClientCertFile: cfg.Peer.CertFile, ClientKeyFile: cfg.Peer.KeyFile,
+			TrustedCAFile: cfg.Peer.CAFile, ClientCertAuth: true,
+			AllowedCNs: []string{PeerCN},
+		}
+		// Peers verify each other's names against the CA; the listener
+		// itself needs no hostname of its own.
+		ec.PeerAutoTLS = false
+	}
 	// Berth talks gRPC only; the HTTP gateway would be one more open door.
 	ec.EnableGRPCGateway = false
 	ec.AutoCompactionMode = embed.CompactorModePeriodic
@@ -142,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedetcd: start in %s: not ready after %s: %w", cfg.Dir, startTimeout, errdefs.ErrUnavailable)
 	}
-	return &Etcd{e: e, endpoints: []string{clientURL.String()}, closing: closing}, nil
+	return &Etcd{e: e, endpoints: []string{clientURL.String()}, closing: closing, name: p.Name, peerURL: p.PeerURL}, nil
 }
 
 // Endpoints are the client URLs to hand to NewClient.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/containerd/errdefs"
 )
@@ -20,11 +21,16 @@ const portsFile = "ports.json"
 type ports struct {
 	ClientURL string `json:"clientURL"`
 	PeerURL   string `json:"peerURL"`
+	// Name is the member's name, fixed at its first start: etcd keeps it
+	// with the member. Files from before several servers have none, and
+	// their member is called DefaultName.
+	Name string `json:"name,omitempty"`
 }
 
-// resolvePorts returns the URLs to listen on: the configured ones, else the
-// remembered ones, else fresh free ports on 127.0.0.1. It remembers the result.
-func resolvePorts(dir, clientURL, peerURL string) (ports, error) {
+// resolvePorts returns the member's name and URLs: the configured ones,
+// else the remembered ones, else fresh free ports (on 127.0.0.1, or for a
+// member of several on the peer host). It remembers the result.
+func resolvePorts(dir string, cfg Config) (ports, error) {
 	path := filepath.Join(dir, portsFile)
 	var stored ports
 	b, err := os.ReadFile(path)
@@ -38,24 +44,56 @@ func resolvePorts(dir, clientURL, peerURL string) (ports, error) {
 		}
 	}
 
-	want := ports{ClientURL: clientURL, PeerURL: peerURL}
+	want := ports{ClientURL: cfg.ClientURL, PeerURL: cfg.PeerURL, Name: stored.Name}
+	switch {
+	case want.Name != "":
+	case stored.ClientURL != "":
+		want.Name = DefaultName // a member from before names were kept
+	case cfg.Name != "":
+		want.Name = cfg.Name
+	default:
+		want.Name = DefaultName
+	}
+	if cfg.Name != "" && cfg.Name != want.Name {
+		return ports{}, fmt.Errorf("embedetcd: the member in %s is called %q, not %q: a member keeps its first name: %w",
+			dir, want.Name, cfg.Name, errdefs.ErrFailedPrecondition)
+	}
 	if want.ClientURL == "" {
 		want.ClientURL = stored.ClientURL
+	}
+	if want.PeerURL == "" && cfg.Peer != nil && cfg.Peer.Port != 0 {
+		want.PeerURL = cfg.Peer.url(cfg.Peer.Port)
 	}
 	if want.PeerURL == "" {
 		want.PeerURL = stored.PeerURL
 	}
+	if cfg.Peer != nil && want.PeerURL != "" && !strings.HasPrefix(want.PeerURL, "https://"+hostPrefix(cfg.Peer.Host)) {
+		if stored.PeerURL == want.PeerURL {
+			// The other members know this member by its peer URL; moving it
+			// is a member update the cluster must agree to first.
+			return ports{}, fmt.Errorf("embedetcd: the member in %s is reached on %s, not on %s with TLS: "+
+				"a single server's data dir cannot become a member of several, or move, in place: %w",
+				dir, want.PeerURL, cfg.Peer.Host, errdefs.ErrFailedPrecondition)
+		}
+	}
 	if want.ClientURL == "" || want.PeerURL == "" {
-		free, err := freePorts(2)
+		free, err := freePorts(2, "127.0.0.1")
 		if err != nil {
 			return ports{}, err
 		}
 		if want.ClientURL == "" {
 			want.ClientURL = fmt.Sprintf("http://127.0.0.1:%d", free[0])
 		}
-		if want.PeerURL == "" {
+		if want.PeerURL == "" && cfg.Peer == nil {
 			want.PeerURL = fmt.Sprintf("http://127.0.0.1:%d", free[1])
 		}
+	}
+	if want.PeerURL == "" {
+		free, err := freePorts(1, cfg.Peer.Host)
+		if err != nil {
+			return ports{}, err
+		}
+		want.PeerURL = cfg.Peer.url(free[0])
 	}
 	if want != stored {
 		if err := writePorts(path, want); err != nil {
@@ -65,12 +103,20 @@ func resolvePorts(dir, clientURL, peerURL string) (ports, error) {
 	return want, nil
 }
 
+// hostPrefix is how host starts a URL's authority: IPv6 in brackets.
+func hostPrefix(host string) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:"
+	}
+	return host + ":"
+}
+
 // freePorts asks the kernel for n distinct free ports. All listeners stay
 // open until every port is known, so the kernel cannot hand out one twice.
-func freePorts(n int) ([]int, error) {
+func freePorts(n int, host string) ([]int, error) {
 	var out []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("embedetcd: pick a free port: %w", err)
 		}

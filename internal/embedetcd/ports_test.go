@@ -54,7 +54,7 @@ func TestResolvePorts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := resolvePorts(dir, tt.client, tt.peer)
+			got, err := resolvePorts(dir, Config{ClientURL: tt.client, PeerURL: tt.peer})
 			if tt.wantClass != nil {
 				if !tt.wantClass(err) {
 					t.Fatalf("resolvePorts error = %v, want another class", err)
@@ -87,7 +87,7 @@ func TestResolvePorts(t *testing.T) {
 			if stored != got {
 				t.Errorf("remembered %+v, want %+v", stored, got)
 			}
-			again, err := resolvePorts(dir, "", "")
+			again, err := resolvePorts(dir, Config{})
 			if err != nil {
 				t.Fatalf("resolvePorts again: %v", err)
 			}
