@@ -12,6 +12,7 @@ import (
 	"github.com/berth-dev/berth/internal/join"
 	"github.com/berth-dev/berth/internal/log"
 	"github.com/berth-dev/berth/internal/nodeplane"
+	"github.com/berth-dev/berth/internal/types"
 )
 
 // Joining, and the join tokens the admin hands out for it:
@@ -83,7 +84,7 @@ func (s *Server) joinNode(r *http.Request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.joinTokens.Consume(r.Context(), req.Token, req.Node); err != nil {
+	if err := s.joinTokens.Consume(r.Context(), types.JoinNode, req.Token, req.Node); err != nil {
 		return nil, err
 	}
 	log.G(r.Context()).Info("node joined", "node", req.Node, "join_token", join.ID(req.Token), "addresses", req.Addresses)
@@ -94,6 +95,8 @@ type createJoinTokenRequest struct {
 	// TTL is a Go duration ("1h"); default join.DefaultTTL.
 	TTL         string `json:"ttl"`
 	Description string `json:"description"`
+	// Role is "node" (the default) or "server" (berth server --join).
+	Role string `json:"role"`
 }
 
 // createdJoinToken is the answer of a create: the only time the token is
@@ -101,6 +104,7 @@ type createJoinTokenRequest struct {
 type createdJoinToken struct {
 	Token       string    `json:"token"`
 	ID          string    `json:"id"`
+	Role        string    `json:"role"`
 	Description string    `json:"description,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt"`
@@ -110,6 +114,7 @@ type createdJoinToken struct {
 // what the token is good for now.
 type joinTokenView struct {
 	ID          string    `json:"id"`
+	Role        string    `json:"role"`
 	Description string    `json:"description,omitempty"`
 	CreatedAt   time.Time `json:"createdAt"`
 	ExpiresAt   time.Time `json:"expiresAt"`
@@ -135,13 +140,21 @@ func (s *Server) createJoinToken(r *http.Request) (*response, error) {
 	if len(req.Description) > maxTokenDescription {
 		return nil, badRequest("InvalidDescription", fmt.Sprintf("The description may have at most %d characters.", maxTokenDescription))
 	}
-	tok, jt, err := s.joinTokens.Create(r.Context(), ttl, req.Description)
+	var role types.JoinRole
+	switch req.Role {
+	case "", "node":
+	case "server":
+		role = types.JoinServer
+	default:
+		return nil, badRequest("InvalidRole", fmt.Sprintf("The role '%s' is not node or server.", req.Role))
+	}
+	tok, jt, err := s.joinTokens.Create(r.Context(), role, ttl, req.Description)
 	if err != nil {
 		return nil, err
 	}
-	log.G(r.Context()).Info("join token created", "join_token", jt.ID, "expires_at", jt.ExpiresAt)
+	log.G(r.Context()).Info("join token created", "join_token", jt.ID, "role", roleName(jt.Role), "expires_at", jt.ExpiresAt)
 	return &response{status: http.StatusCreated, body: createdJoinToken{
-		Token: tok, ID: jt.ID, Description: jt.Description, CreatedAt: jt.CreatedAt, ExpiresAt: jt.ExpiresAt,
+		Token: tok, ID: jt.ID, Role: roleName(jt.Role), Description: jt.Description, CreatedAt: jt.CreatedAt, ExpiresAt: jt.ExpiresAt,
 	}}, nil
 }
 
@@ -153,7 +166,7 @@ func (s *Server) listJoinTokens(r *http.Request) (*response, error) {
 	now := s.now()
 	items := make([]joinTokenView, 0, len(list))
 	for _, jt := range list {
-		v := joinTokenView{ID: jt.ID, Description: jt.Description, CreatedAt: jt.CreatedAt, ExpiresAt: jt.ExpiresAt,
+		v := joinTokenView{ID: jt.ID, Role: roleName(jt.Role), Description: jt.Description, CreatedAt: jt.CreatedAt, ExpiresAt: jt.ExpiresAt,
 			State: "Valid", UsedBy: jt.UsedBy, UsedAt: jt.UsedAt}
 		switch {
 		case jt.UsedBy != "":
@@ -179,4 +192,12 @@ func (s *Server) deleteJoinToken(r *http.Request) (*response, error) {
 	}
 	log.G(r.Context()).Info("join token deleted", "join_token", id)
 	return &response{status: http.StatusOK}, nil
+}
+
+// roleName is a token's role on the wire.
+func roleName(r types.JoinRole) string {
+	if r == types.JoinServer {
+		return "server"
+	}
+	return "node"
 }

@@ -73,9 +73,9 @@ func New(st *store.Store, now func() time.Time) *Tokens {
 	return &Tokens{tokens: store.NewTyped[types.JoinToken](st, types.PrefixJoinTokens), now: now}
 }
 
-// Create makes a token that lives for ttl (more than zero, at most
-// MaxTTL) and returns it: the only time its secret is seen.
-func (t *Tokens) Create(ctx context.Context, ttl time.Duration, description string) (string, types.JoinToken, error) {
+// Create makes a token for role that lives for ttl (more than zero, at
+// most MaxTTL) and returns it: the only time its secret is seen.
+func (t *Tokens) Create(ctx context.Context, role types.JoinRole, ttl time.Duration, description string) (string, types.JoinToken, error) {
 	if ttl <= 0 || ttl > MaxTTL {
 		return "", types.JoinToken{}, fmt.Errorf("join token ttl %s: want more than 0 and at most %s: %w", ttl, MaxTTL, errdefs.ErrInvalidArgument)
 	}
@@ -89,7 +89,7 @@ func (t *Tokens) Create(ctx context.Context, ttl time.Duration, description stri
 		if err != nil {
 			return "", types.JoinToken{}, err
 		}
-		jt := types.JoinToken{ID: id, SecretHash: hashSecret(secret), Description: description,
+		jt := types.JoinToken{ID: id, Role: role, SecretHash: hashSecret(secret), Description: description,
 			CreatedAt: now, ExpiresAt: now.Add(ttl)}
 		_, err = t.tokens.Create(ctx, id, jt)
 		if errdefs.IsAlreadyExists(err) && attempt < 5 {
@@ -126,11 +126,12 @@ func (t *Tokens) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// Consume spends token on node's join. Every refusal is
+// Consume spends token on the join of node, or of the server of that
+// name for role JoinServer; a token of the other role is refused. Every refusal is
 // errdefs.ErrUnauthenticated with a message that says why, except that a
 // malformed, unknown or wrong token is only "invalid": nothing tells a
 // guesser which ids exist.
-func (t *Tokens) Consume(ctx context.Context, token, node string) error {
+func (t *Tokens) Consume(ctx context.Context, role types.JoinRole, token, node string) error {
 	if !tokenRE.MatchString(token) {
 		return errInvalid
 	}
@@ -146,8 +147,11 @@ func (t *Tokens) Consume(ctx context.Context, token, node string) error {
 		if subtle.ConstantTimeCompare([]byte(hashSecret(secret)), []byte(jt.SecretHash)) != 1 {
 			return errInvalid
 		}
+		if jt.Role != role {
+			return &tokenError{fmt.Sprintf("join token %s is for joining a %s, not a %s", id, roleName(jt.Role), roleName(role))}
+		}
 		if jt.UsedBy != "" {
-			return &tokenError{fmt.Sprintf("join token %s was already used by node %s", id, jt.UsedBy)}
+			return &tokenError{fmt.Sprintf("join token %s was already used by %s %s", id, roleName(jt.Role), jt.UsedBy)}
 		}
 		now := t.now().UTC()
 		if !now.Before(jt.ExpiresAt) {
@@ -202,4 +206,11 @@ func randomString(n int) (string, error) {
 		b[i] = alphabet[r.Int64()]
 	}
 	return string(b), nil
+}
+
+func roleName(r types.JoinRole) string {
+	if r == types.JoinServer {
+		return "server"
+	}
+	return "node"
 }

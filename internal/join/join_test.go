@@ -59,7 +59,7 @@ func TestTokens_Create(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tokens, raw, clk := newTokens(cli)
-			tok, jt, err := tokens.Create(ctx, tc.ttl, "for node-a")
+			tok, jt, err := tokens.Create(ctx, types.JoinNode, tc.ttl, "for node-a")
 			if tc.wantErr {
 				if !errdefs.IsInvalidArgument(err) {
 					t.Fatalf("err = %v, want invalid argument", err)
@@ -99,9 +99,21 @@ func TestTokens_Consume(t *testing.T) {
 		// changes the world before the join.
 		token   func(good string) string
 		prepare func(t *testing.T, tokens *Tokens, good string, clk *clock)
-		wantMsg string // "" for success
+		// made is the role the token is made for, joining the role that
+		// joins with it.
+		made, joining types.JoinRole
+		wantMsg       string // "" for success
 	}{
 		{name: "a good token joins"},
+		{name: "a server token joins a server", made: types.JoinServer, joining: types.JoinServer},
+		{
+			name: "a server token does not join a node", made: types.JoinServer, joining: types.JoinNode,
+			wantMsg: `^join token [a-z0-9]{6} is for joining a server, not a node$`,
+		},
+		{
+			name: "a node token does not join a server", made: types.JoinNode, joining: types.JoinServer,
+			wantMsg: `^join token [a-z0-9]{6} is for joining a node, not a server$`,
+		},
 		{
 			name:    "a malformed token is invalid",
 			token:   func(string) string { return "not-a-token" },
@@ -136,7 +148,7 @@ func TestTokens_Consume(t *testing.T) {
 		{
 			name: "a used token is refused with the node that used it",
 			prepare: func(t *testing.T, tokens *Tokens, good string, _ *clock) {
-				if err := tokens.Consume(ctx, good, "node-first"); err != nil {
+				if err := tokens.Consume(ctx, types.JoinNode, good, "node-first"); err != nil {
 					t.Fatal(err)
 				}
 			},
@@ -154,7 +166,7 @@ func TestTokens_Consume(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tokens, raw, clk := newTokens(cli)
-			good, _, err := tokens.Create(ctx, time.Hour, "")
+			good, _, err := tokens.Create(ctx, tc.made, time.Hour, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,7 +178,7 @@ func TestTokens_Consume(t *testing.T) {
 				presented = tc.token(good)
 			}
 			before, _, _ := raw.List(ctx)
-			err = tokens.Consume(ctx, presented, "node-a")
+			err = tokens.Consume(ctx, tc.joining, presented, "node-a")
 			after, _, _ := raw.List(ctx)
 			if tc.wantMsg == "" {
 				if err != nil {
@@ -201,7 +213,7 @@ func TestTokens_ConsumeRace(t *testing.T) {
 	ctx := context.Background()
 	for round := range 5 {
 		tokens, raw, _ := newTokens(cli)
-		tok, _, err := tokens.Create(ctx, time.Hour, "")
+		tok, _, err := tokens.Create(ctx, types.JoinNode, time.Hour, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +224,7 @@ func TestTokens_ConsumeRace(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				<-start
-				errs[i] = tokens.Consume(ctx, tok, fmt.Sprintf("node-%d", i))
+				errs[i] = tokens.Consume(ctx, types.JoinNode, tok, fmt.Sprintf("node-%d", i))
 			})
 		}
 		close(start)
@@ -245,7 +257,7 @@ func TestTokens_ListDelete(t *testing.T) {
 	tokens, _, _ := newTokens(cli)
 	var ids []string
 	for i := range 3 {
-		tok, _, err := tokens.Create(ctx, time.Hour, fmt.Sprint("token ", i))
+		tok, _, err := tokens.Create(ctx, types.JoinNode, time.Hour, fmt.Sprint("token ", i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -115,11 +115,14 @@ func (l *Lease) Expired(now time.Time) bool {
 	return now.After(l.RenewedAt.Add(time.Duration(l.TTLSeconds) * time.Second))
 }
 
-// JoinToken lets one agent join the cluster once, before it expires. Only
-// a hash of its secret is stored.
+// JoinToken lets one agent, or with Role JoinServer one server, join the
+// cluster once, before it expires. Only a hash of its secret is stored.
 type JoinToken struct {
 	// ID is the public half of the token, and its store key.
 	ID string `json:"id"`
+	// Role is what may join with the token: JoinNode or JoinServer. A
+	// server gets the CA's key and the admin token, so the roles never mix.
+	Role JoinRole `json:"role,omitempty"`
 	// SecretHash is the hex SHA-256 of the secret half.
 	SecretHash  string    `json:"secretHash"`
 	Description string    `json:"description,omitempty"`
@@ -130,6 +133,17 @@ type JoinToken struct {
 	UsedBy string    `json:"usedBy,omitempty"`
 	UsedAt time.Time `json:"usedAt,omitzero"`
 }
+
+// JoinRole is what a join token admits.
+type JoinRole string
+
+const (
+	// JoinNode admits a node agent (the empty role, as tokens made before
+	// servers could join have).
+	JoinNode JoinRole = ""
+	// JoinServer admits a server with its own etcd member.
+	JoinServer JoinRole = "server"
+)
 
 // IPClaim is the claim on one group address, stored under
 // PrefixIPClaims + network + "/" + ip: addresses are allocated for the
