@@ -2,6 +2,7 @@ package controller
 
 import (
 	"container/heap"
+	"context"
 	"sync"
 	"time"
 )
@@ -142,13 +143,23 @@ func (q *Queue) Failures(key string) int {
 
 // Get blocks until a key is ready; ok is false once the queue is shut
 // down. The caller must call Done(key) when it has processed it.
-func (q *Queue) Get() (key string, ok bool) {
+func (q *Queue) Get() (key string, ok bool) { return q.GetContext(context.Background()) }
+
+// GetContext is Get that also returns ok false once ctx ends; the queue
+// goes on.
+func (q *Queue) GetContext(ctx context.Context) (key string, ok bool) {
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.order) == 0 && !q.shutDown {
+	for len(q.order) == 0 && !q.shutDown && ctx.Err() == nil {
 		q.cond.Wait()
 	}
-	if q.shutDown {
+	if q.shutDown || ctx.Err() != nil {
 		return "", false
 	}
 	key, q.order = q.order[0], q.order[1:]

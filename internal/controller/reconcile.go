@@ -98,24 +98,26 @@ func (c *Controller) EnqueueAfter(key string, d time.Duration) { c.queue.AddAfte
 func (c *Controller) Queue() *Queue { return c.queue }
 
 // Run reconciles until ctx ends, then waits for the passes in progress.
+// The queue outlives Run: keys added meanwhile wait, and Run may be
+// called again, as a server that leads again after losing the lead does.
+// ShutDown ends the queue for good.
 func (c *Controller) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for c.processNext(ctx) {
 			}
-		}()
+		})
 	}
-	<-ctx.Done()
-	c.queue.ShutDown()
 	wg.Wait()
 	return nil
 }
 
+// ShutDown ends the controller's queue; Run cannot be called again.
+func (c *Controller) ShutDown() { c.queue.ShutDown() }
+
 func (c *Controller) processNext(ctx context.Context) bool {
-	key, ok := c.queue.Get()
+	key, ok := c.queue.GetContext(ctx)
 	if !ok {
 		return false
 	}
@@ -124,6 +126,8 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	res, err := c.reconcile(rctx, key)
 	switch {
 	case ctx.Err() != nil:
+		// Cut short: the next Run owes the key a whole pass.
+		c.queue.Add(key)
 	case err != nil && IsTerminal(err):
 		log.G(rctx).Warn("reconcile failed for good; waiting for a change", "error", err)
 		c.queue.Forget(key)

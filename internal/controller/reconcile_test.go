@@ -87,6 +87,7 @@ func TestController(t *testing.T) {
 				time.Sleep(10 * time.Minute)
 				cancel()
 				<-done
+				c.ShutDown()
 				got := r.runs["k"]
 				if len(got) != len(tt.want) {
 					t.Fatalf("passes at %v, want %v", got, tt.want)
@@ -99,4 +100,56 @@ func TestController(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestController_RunAgain is a server that loses the lead and gets it
+// back: keys added while no Run was going wait, and a pass cut short by
+// the end of a Run is run whole by the next.
+func TestController_RunAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		passes := map[string]int{}
+		release := make(chan struct{})
+		c := New("test", ReconcileFunc(func(ctx context.Context, key string) (Result, error) {
+			mu.Lock()
+			passes[key]++
+			mu.Unlock()
+			if key == "slow" {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return Result{}, ctx.Err()
+				}
+			}
+			return Result{}, nil
+		}), Options{})
+		defer c.ShutDown()
+
+		term := func(work func()) {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); c.Run(ctx) }()
+			work()
+			cancel()
+			<-done
+		}
+		term(func() {
+			c.Enqueue("slow")
+			synctest.Wait() // "slow" is in its pass when the term ends
+		})
+		c.Enqueue("between") // no Run: it waits
+		synctest.Wait()
+		mu.Lock()
+		if passes["between"] != 0 || passes["slow"] != 1 {
+			t.Fatalf("between terms: passes %v, want slow once, between not yet", passes)
+		}
+		mu.Unlock()
+		close(release)
+		term(func() { synctest.Wait() })
+		mu.Lock()
+		defer mu.Unlock()
+		if passes["between"] != 1 || passes["slow"] != 2 {
+			t.Fatalf("after the second term: passes %v, want between once and slow again", passes)
+		}
+	})
 }

@@ -35,9 +35,10 @@ type Options struct {
 	Logger    *slog.Logger
 	Now       func() time.Time
 	// WatchedSince is when the controller began to watch the leases: one
-	// renewed before it counts as renewed then. Default: when Run starts,
-	// so that a server that was down for longer than a lease's TTL does
-	// not take every node for lost before their agents reach it again.
+	// renewed before it counts as renewed then. Default: when each Run
+	// starts, so that a server that was down (or a new leader whose
+	// predecessor was) for longer than a lease's TTL does not take every
+	// node for lost before their agents reach it again.
 	WatchedSince time.Time
 }
 
@@ -47,6 +48,8 @@ type Controller struct {
 	opts  Options
 	ctl   *controller.Controller
 	nodes store.Typed[types.Node]
+	// watchedSince is the grace of the current Run (Options.WatchedSince).
+	watchedSince time.Time
 }
 
 // New returns the node controller; Run starts it.
@@ -74,8 +77,9 @@ func New(opts Options) *Controller {
 
 // Run watches nodes until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	if c.opts.WatchedSince.IsZero() {
-		c.opts.WatchedSince = c.opts.Now().UTC()
+	c.watchedSince = c.opts.WatchedSince
+	if c.watchedSince.IsZero() {
+		c.watchedSince = c.opts.Now().UTC()
 	}
 	if err := c.opts.Informers.WaitSynced(ctx); err != nil {
 		return nil
@@ -97,8 +101,8 @@ func (c *Controller) Reconcile(ctx context.Context, name string) (controller.Res
 	now := c.opts.Now().UTC()
 	lease, hasLease := c.opts.Informers.Leases.Get(name)
 	judged := lease
-	if judged.RenewedAt.Before(c.opts.WatchedSince) {
-		judged.RenewedAt = c.opts.WatchedSince
+	if judged.RenewedAt.Before(c.watchedSince) {
+		judged.RenewedAt = c.watchedSince
 	}
 	ready := hasLease && !judged.Expired(now)
 	cond := types.NodeCondition{Type: types.NodeReady, Status: types.ConditionTrue, Reason: ReasonLeaseValid,
