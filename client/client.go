@@ -7,13 +7,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -28,44 +26,34 @@ const ResourceGroupAPIVersion = "2021-04-01"
 // answers and the server caps them at 4 MB.
 const maxBody = 16 << 20
 
-// Client calls one Berth API endpoint with the admin token.
+// Client calls a Berth cluster's API with the admin token: the config's
+// endpoints, failing over from one to the next when a server cannot be
+// reached (see Transport).
 type Client struct {
-	endpoint *url.URL
-	token    string
-	tls      *tls.Config
-	http     *http.Client
+	// endpoint is the primary endpoint requests are built on; the
+	// transport sends them on to whichever endpoint answers.
+	endpoint  *url.URL
+	transport *Transport
+	token     string
+	tls       *tls.Config
+	http      *http.Client
 	// PollInterval is how often long-running operations are polled when
 	// the server gives no Retry-After.
 	PollInterval time.Duration
 }
 
-// New returns a client for cfg's endpoint that trusts cfg's CA file.
+// New returns a client for cfg's endpoints that trusts cfg's CA file.
 func New(cfg *Config) (*Client, error) {
-	if err := cfg.Validate(); err != nil {
+	t, err := NewTransport(cfg)
+	if err != nil {
 		return nil, err
 	}
-	pem, err := os.ReadFile(cfg.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("read CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", cfg.CAFile)
-	}
-	u, err := url.Parse(strings.TrimRight(cfg.Endpoint, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("parse endpoint: %w", err)
-	}
-	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return &Client{
-		endpoint: u,
-		token:    cfg.Token,
-		tls:      tc,
-		http: &http.Client{Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			TLSClientConfig:     tc,
-			TLSHandshakeTimeout: 10 * time.Second,
-		}},
+		endpoint:     t.endpoints[0],
+		transport:    t,
+		token:        cfg.Token,
+		tls:          t.TLSConfig(),
+		http:         &http.Client{Transport: t},
 		PollInterval: time.Second,
 	}, nil
 }
@@ -150,17 +138,17 @@ func (c *Client) do(ctx context.Context, req request) (*response, error) {
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
-// resolve turns a path into a URL on the endpoint. Absolute URLs (operation
-// status URLs the server hands out) must be on the endpoint's host: the
-// token is never sent anywhere else.
+// resolve turns a path into a URL on the primary endpoint. Absolute URLs
+// (operation status URLs the server hands out) must be on one of the
+// endpoints' hosts: the token is never sent anywhere else.
 func (c *Client) resolve(p string) (*url.URL, error) {
 	if strings.HasPrefix(p, "https://") || strings.HasPrefix(p, "http://") {
 		u, err := url.Parse(p)
 		if err != nil {
 			return nil, fmt.Errorf("parse URL %q: %w", p, err)
 		}
-		if u.Scheme != c.endpoint.Scheme || !strings.EqualFold(u.Host, c.endpoint.Host) {
-			return nil, fmt.Errorf("refusing to send the token to %s, which is not the endpoint %s", u.Host, c.endpoint.Host)
+		if !c.transport.Owns(u) {
+			return nil, fmt.Errorf("refusing to send the token to %s, which is not one of the endpoints", u.Host)
 		}
 		return u, nil
 	}

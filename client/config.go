@@ -27,10 +27,15 @@ var ErrNoConfig = errors.New("no berth config")
 // Config is the CLI's config file: the server's client.json (endpoint, CA
 // file, token) plus optional defaults, as `az configure --defaults` keeps them.
 type Config struct {
-	Endpoint string   `json:"endpoint"`
-	CAFile   string   `json:"caFile"`
-	Token    string   `json:"token"`
-	Defaults Defaults `json:"defaults,omitzero"`
+	Endpoint string `json:"endpoint"`
+	// Endpoints are more servers of the same cluster (same CA, same
+	// token), tried in order after Endpoint when it cannot be reached.
+	// Endpoint stays the first so that a config written for one server
+	// keeps working.
+	Endpoints []string `json:"endpoints,omitempty"`
+	CAFile    string   `json:"caFile"`
+	Token     string   `json:"token"`
+	Defaults  Defaults `json:"defaults,omitzero"`
 }
 
 // Defaults are the values commands use when their flags are not given.
@@ -71,11 +76,33 @@ func (c *Config) Validate() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("config lacks %s", strings.Join(missing, ", "))
 	}
-	u, err := url.Parse(c.Endpoint)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("config endpoint %q is not an https:// URL", c.Endpoint)
+	_, err := c.endpointURLs()
+	return err
+}
+
+// endpointURLs parses Endpoint and Endpoints, in that order, each an
+// https:// URL without a trailing slash. A host listed twice is kept once
+// (a server may list itself among the others): requests are matched to
+// their endpoint by host.
+func (c *Config) endpointURLs() ([]*url.URL, error) {
+	var out []*url.URL
+	seen := map[string]bool{}
+	for i, ep := range append([]string{c.Endpoint}, c.Endpoints...) {
+		u, err := url.Parse(strings.TrimRight(ep, "/"))
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			if i == 0 {
+				return nil, fmt.Errorf("config endpoint %q is not an https:// URL", ep)
+			}
+			return nil, fmt.Errorf("config endpoints[%d] %q is not an https:// URL", i-1, ep)
+		}
+		key := strings.ToLower(u.Host)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, u)
 	}
-	return nil
+	return out, nil
 }
 
 // ConfigPath returns $BERTH_CONFIG, or ~/.berth/config.json.

@@ -3,15 +3,12 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -325,7 +322,9 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 }
 
 // nodeAPI calls the admin routes of the node protocol with the CLI's
-// config: its endpoint, CA and token.
+// config: its endpoints, CA and token. base is on the primary endpoint;
+// the client's transport sends each request on to the endpoint that
+// answers, failing over when a server cannot be reached.
 type nodeAPI struct {
 	base  *url.URL
 	token string
@@ -341,28 +340,24 @@ func connectNodeAPI() (*nodeAPI, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newNodeAPI(cfg, path)
+}
+
+// newNodeAPI is connectNodeAPI for a config read from path (named in
+// errors).
+func newNodeAPI(cfg *client.Config, path string) (*nodeAPI, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	ca, err := os.ReadFile(cfg.CAFile)
+	t, err := client.NewTransport(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("read CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", cfg.CAFile)
+		return nil, err
 	}
 	u, err := url.Parse(strings.TrimRight(cfg.Endpoint, "/") + "/berth/v1/")
 	if err != nil {
 		return nil, fmt.Errorf("parse endpoint: %w", err)
 	}
-	return &nodeAPI{base: u, token: cfg.Token, http: &http.Client{
-		Timeout: time.Minute,
-		Transport: &http.Transport{
-			Proxy:           http.ProxyFromEnvironment,
-			TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		},
-	}}, nil
+	return &nodeAPI{base: u, token: cfg.Token, http: &http.Client{Timeout: time.Minute, Transport: t}}, nil
 }
 
 // call sends a JSON body (nil: none), decodes a JSON answer into out (nil:
