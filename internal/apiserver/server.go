@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,6 +70,9 @@ type Options struct {
 	JoinTokens *join.Tokens
 	SignNode   func(csrDER []byte, node string, ips []net.IP) (certPEM []byte, err error)
 	CAPEM      []byte
+	// Snapshot writes a snapshot of the store for the admin's backup
+	// (snapshot.go); nil answers the route 501.
+	Snapshot func(ctx context.Context, w io.Writer) error
 }
 
 // DefaultListPageSize is ListPageSize's default: a list's cost per
@@ -94,6 +98,7 @@ type Server struct {
 	joinTokens   *join.Tokens
 	signNode     func([]byte, string, []net.IP) ([]byte, error)
 	caPEM        []byte
+	snapshot     func(context.Context, io.Writer) error
 
 	// publicSubnet is Options.PublicSubnet; invalid when unset (issue 5,
 	// virtualnetworks.go).
@@ -146,6 +151,7 @@ func New(opts Options) *Server {
 	s.nodeSvcs = opts.NodeServices
 	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
 	s.joinTokens, s.signNode, s.caPEM = opts.JoinTokens, opts.SignNode, opts.CAPEM
+	s.snapshot = opts.Snapshot
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)
 	s.tenantID, s.dnsZone = opts.TenantID, strings.ToLower(strings.Trim(opts.DNSZone, "."))
 	if s.dnsZone == "" {

@@ -13,5 +13,6 @@ func newClusterCommand() *cobra.Command {
 'berth server --join' adds a server and its embedded etcd member, list the
 members and the leader, remove a member, and save a snapshot of the store.
 These commands need the admin's token.`)
+	cmd.AddCommand(newClusterSnapshotCommand())
 	return cmd
 }
