@@ -46,6 +46,7 @@ func (s *Server) adminRoutes() {
 		n.Unschedulable, n.Draining = true, true
 	}))))
 	s.joinRoutes()
+	s.clusterRoutes()
 	s.snapshotRoutes()
 }
 

@@ -258,7 +258,7 @@ func serveSource[T any](s *Server, w http.ResponseWriter, r *http.Request, src c
 
 // publicNodeAPIPaths need no caller: joining is how a node gets its
 // certificate, and the join token in the body is its credential.
-var publicNodeAPIPaths = map[string]bool{nodeAPIPrefix + "join": true}
+var publicNodeAPIPaths = map[string]bool{nodeAPIPrefix + "join": true, nodeAPIPrefix + "cluster/join": true}
 
 // serveNodeAPI authenticates a node protocol request and dispatches it.
 func (s *Server) serveNodeAPI(w http.ResponseWriter, r *http.Request) {

@@ -70,6 +70,12 @@ type Options struct {
 	JoinTokens *join.Tokens
 	SignNode   func(csrDER []byte, node string, ips []net.IP) (certPEM []byte, err error)
 	CAPEM      []byte
+	// Cluster manages the servers' etcd members and names the leader
+	// (cluster.go); nil leaves the cluster routes out. ClusterSecrets,
+	// when set, let other servers join: without it (a single member no
+	// other server can reach) a join is refused.
+	Cluster        Cluster
+	ClusterSecrets *ClusterSecrets
 	// Snapshot writes a snapshot of the store for the admin's backup
 	// (snapshot.go); nil answers the route 501.
 	Snapshot func(ctx context.Context, w io.Writer) error
@@ -98,7 +104,11 @@ type Server struct {
 	joinTokens   *join.Tokens
 	signNode     func([]byte, string, []net.IP) ([]byte, error)
 	caPEM        []byte
-	snapshot     func(context.Context, io.Writer) error
+
+	// The servers (cluster.go).
+	cluster        Cluster
+	clusterSecrets *ClusterSecrets
+	snapshot       func(context.Context, io.Writer) error
 
 	// publicSubnet is Options.PublicSubnet; invalid when unset (issue 5,
 	// virtualnetworks.go).
@@ -151,6 +161,7 @@ func New(opts Options) *Server {
 	s.nodeSvcs = opts.NodeServices
 	s.nodes, s.nodeIdentity = opts.Nodes, opts.NodeIdentity
 	s.joinTokens, s.signNode, s.caPEM = opts.JoinTokens, opts.SignNode, opts.CAPEM
+	s.cluster, s.clusterSecrets = opts.Cluster, opts.ClusterSecrets
 	s.snapshot = opts.Snapshot
 	s.publicSubnet, _ = netip.ParsePrefix(opts.PublicSubnet)
 	s.tenantID, s.dnsZone = opts.TenantID, strings.ToLower(strings.Trim(opts.DNSZone, "."))

@@ -32,6 +32,7 @@ import (
 	"github.com/berth-dev/berth/internal/controllers/scheduler"
 	"github.com/berth-dev/berth/internal/embedetcd"
 	"github.com/berth-dev/berth/internal/join"
+	"github.com/berth-dev/berth/internal/leader"
 	"github.com/berth-dev/berth/internal/nodeapi"
 	"github.com/berth-dev/berth/internal/nodeclient"
 	"github.com/berth-dev/berth/internal/nodeplane"
@@ -39,6 +40,7 @@ import (
 	"github.com/berth-dev/berth/internal/sealing"
 	"github.com/berth-dev/berth/internal/store"
 	"github.com/berth-dev/berth/internal/types"
+	"github.com/berth-dev/berth/internal/version"
 )
 
 // ClientConfigFile is written to the data dir once the API answers.
@@ -48,8 +50,11 @@ const ClientConfigFile = "client.json"
 // read it.
 type ClientConfig struct {
 	Endpoint string `json:"endpoint"`
-	CAFile   string `json:"caFile"`
-	Token    string `json:"token"`
+	// Endpoints are the other servers of the cluster, for a client to
+	// fail over to.
+	Endpoints []string `json:"endpoints,omitempty"`
+	CAFile    string   `json:"caFile"`
+	Token     string   `json:"token"`
 }
 
 // RunServer runs the all-in-one server until ctx ends.
@@ -81,30 +86,22 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 	}
 
 	host, _, _ := net.SplitHostPort(cfg.Listen)
-	bundle, err := pki.Ensure(filepath.Join(dataDir, "pki"), []string{host})
+	name, err := serverName(cfg.ServerName)
 	if err != nil {
 		return err
 	}
+	// The PKI and the store: a single embedded member, one of several
+	// servers' members, or an external cluster (cluster.go).
+	ss, err := openStore(ctx, cfg, dataDir, name, host, log)
+	if err != nil {
+		return err
+	}
+	defer ss.close()
+	bundle, cli, etcdErr := ss.bundle, ss.cli, ss.etcdErr
 	tokens, err := loadTokens(cfg.TokensFile, bundle.Token)
 	if err != nil {
 		return err
 	}
-
-	endpoints := cfg.EtcdEndpoints
-	var etcdErr <-chan error
-	if len(endpoints) == 0 {
-		e, err := embedetcd.Start(ctx, embedetcd.Config{Dir: filepath.Join(dataDir, "etcd"), Logger: log.With("component", "etcd")})
-		if err != nil {
-			return fmt.Errorf("start embedded etcd: %w", err)
-		}
-		defer e.Close()
-		endpoints, etcdErr = e.Endpoints(), e.Err()
-	}
-	cli, err := embedetcd.NewClient(ctx, endpoints)
-	if err != nil {
-		return fmt.Errorf("connect to etcd: %w", err)
-	}
-	defer cli.Close()
 	st := store.New(cli, "/berth/", storeOpts...)
 	tenant, err := ensureTenant(ctx, st, cfg.TenantID) // issue 5: hashed DNS names
 	if err != nil {
@@ -154,7 +151,16 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		SignNode: func(csr []byte, node string, ips []net.IP) ([]byte, error) {
 			return bundle.SignNode(csr, node, ips, nodeCertTTL)
 		},
-		CAPEM: bundle.CAPEM(),
+		CAPEM:   bundle.CAPEM(),
+		Cluster: clusterOps{members: embedetcd.NewMembers(cli), cli: cli},
+	}
+	apiOpts.Snapshot = embedetcd.Snapshotter(cli) // berth cluster snapshot save
+	if ss.clustered {
+		key, err := bundle.CAKeyPEM()
+		if err != nil {
+			return err
+		}
+		apiOpts.ClusterSecrets = &apiserver.ClusterSecrets{CAKeyPEM: key, AdminToken: bundle.Token}
 	}
 	// Logs, exec and attach reach the group's node: the local agent in
 	// process, the others' node servers with the API's client certificate
@@ -202,9 +208,18 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		g.Go(func() error { return dnsSvc.run(gctx) })
 	}
 	g.Go(func() error { return informers.Run(gctx) })
-	g.Go(func() error { return sched.Run(gctx) })
-	g.Go(func() error { return nodeCtl.Run(gctx) })
-	g.Go(func() error { return life.Run(gctx) })
+	// Every server serves the API, DNS and its informers; the
+	// controllers run on the elected leader only (internal/leader).
+	g.Go(func() error {
+		return leader.Run(gctx, leader.Options{Client: cli, Prefix: electionPrefix, Identity: name, Logger: log.With("component", "leader")},
+			func(ctx context.Context) error {
+				lg, lctx := errgroup.WithContext(ctx)
+				lg.Go(func() error { return sched.Run(lctx) })
+				lg.Go(func() error { return nodeCtl.Run(lctx) })
+				lg.Go(func() error { return life.Run(lctx) })
+				return lg.Wait()
+			})
+	})
 	if local != nil {
 		g.Go(func() error { return local.agent.Run(gctx) })
 	}
@@ -227,6 +242,12 @@ func RunServer(ctx context.Context, cfg config.Server, log *slog.Logger) (retErr
 		if err := waitServing(gctx, cc); err != nil {
 			return err
 		}
+		others, err := announceServer(gctx, st, types.Server{Name: name, APIURL: cc.Endpoint, PeerURL: ss.peerURL,
+			Version: version.Version, StartedAt: time.Now().UTC()})
+		if err != nil {
+			return err
+		}
+		cc.Endpoints = others
 		b, _ := json.MarshalIndent(cc, "", "  ")
 		if err := pki.WriteFileAtomic(clientFile, append(b, '\n'), 0o600); err != nil {
 			return err
@@ -312,4 +333,24 @@ func loadTokens(file, adminToken string) (*auth.Tokens, error) {
 		return nil, fmt.Errorf("--tokens-file %s: %w", file, err)
 	}
 	return t, nil
+}
+
+// announceServer records where this server's API is and returns the
+// other servers' API URLs.
+func announceServer(ctx context.Context, st *store.Store, self types.Server) ([]string, error) {
+	servers := store.NewTyped[types.Server](st, types.PrefixServers)
+	if _, err := servers.Put(ctx, self.Name, self); err != nil {
+		return nil, fmt.Errorf("announce server %s: %w", self.Name, err)
+	}
+	items, _, err := servers.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list servers: %w", err)
+	}
+	var others []string
+	for _, it := range items {
+		if it.Value.Name != self.Name && it.Value.APIURL != "" {
+			others = append(others, it.Value.APIURL)
+		}
+	}
+	return others, nil
 }

@@ -154,3 +154,36 @@ func writePorts(path string, p ports) error {
 	}
 	return nil
 }
+
+// Resolve decides the member's name and peer URL as Start will, and
+// remembers them, before the member exists: a joining server sends its
+// peer URL with its join.
+func Resolve(cfg Config) (name, peerURL string, err error) {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return "", "", fmt.Errorf("embedetcd: create data dir: %w", err)
+	}
+	p, err := resolvePorts(cfg.Dir, cfg)
+	if err != nil {
+		return "", "", err
+	}
+	return p.Name, p.PeerURL, nil
+}
+
+// HasMember reports whether dir holds a member's data: one that started
+// at least once.
+func HasMember(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "member"))
+	return err == nil
+}
+
+// HasPeers reports whether the member in dir was made to be one of
+// several (its peer URL is TLS), so that a restart without the flags that
+// made it so still starts it with its peer TLS.
+func HasPeers(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, portsFile))
+	if err != nil {
+		return false
+	}
+	var p ports
+	return json.Unmarshal(b, &p) == nil && strings.HasPrefix(p.PeerURL, "https://")
+}

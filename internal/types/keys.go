@@ -21,6 +21,9 @@ const (
 	// PrefixIPClaims holds the types.IPClaim of every allocated group
 	// address, by IPClaimKey.
 	PrefixIPClaims = "ipclaims/"
+	// PrefixServers holds a types.Server per server of the cluster, by
+	// name: where its API is, for clients and `berth cluster show`.
+	PrefixServers = "servers/"
 	// KeyTenant holds the installation's tenant id (a Tenant), made on
 	// the first start.
 	KeyTenant = "config/tenant"
